@@ -1,0 +1,5 @@
+import sys
+
+from gardenbuild.cli import main
+
+sys.exit(main())

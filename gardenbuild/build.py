@@ -1,0 +1,249 @@
+"""Execute a plan: each step runs against the step store, the wheel cache and a container backend.
+
+A step whose key is already in the store (and whose image still exists) is skipped;
+otherwise its handler runs and its record is written atomically at the end. Images are
+built under temporary names by the backend and tagged only on success, so a failed or
+interrupted build tags nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from gardenbuild import __version__
+from gardenbuild.call import run_tests
+from gardenbuild.deps import PinnedWheel, Target, WheelStore, find_uv, lock_text, resolve
+from gardenbuild.digests import runtime_files
+from gardenbuild.errors import BackendError, BuildError, NotebookError
+from gardenbuild.plan import PLATFORM, Plan, Step
+from gardenbuild.render import UV, WHEELHOUSE, pipelines_config, render_env, render_garden
+from gardenbuild.report import Reporter
+from gardenbuild.runtime.protocol import parse_markers
+from gardenbuild.store import StepStore
+
+OUTPUT_DIR = ".gardenbuild"
+
+
+@dataclass
+class StepResult:
+    id: str
+    kind: str
+    key: str
+    cached: bool
+    seconds: float
+
+
+@dataclass
+class BuildResult:
+    garden: str
+    image: str
+    image_id: str
+    env_image: str
+    out_dir: Path
+    steps: list[StepResult] = field(default_factory=list)
+    tests: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "garden": self.garden,
+            "image": self.image,
+            "image_id": self.image_id,
+            "env_image": self.env_image,
+            "output_dir": str(self.out_dir),
+            "steps": [asdict(s) for s in self.steps],
+            "tests": self.tests,
+        }
+
+
+def notebook_error(log: str, notebook: str) -> NotebookError | None:
+    """Turn the executor's GARDENBUILD-ERROR marker in a build log into a readable error."""
+    _, errors = parse_markers(log)
+    if not errors:
+        return None
+    err = errors[-1]
+    kind = err.get("kind")
+    if kind == "cell":
+        where = f"{notebook} cell {err.get('cell')}, line {err.get('line')}"
+        source = (err.get("source_line") or "").strip()
+        message = f"{where}: {err.get('exception')}" + (f"\n  {err.get('line')} | {source}" if source else "")
+        return NotebookError(message, hint="fix the cell (it must run top to bottom with Restart & Run All), then build again")
+    if kind == "pickle":
+        return NotebookError(err.get("message", "the notebook state cannot be saved"), hint=err.get("hint"))
+    return NotebookError(err.get("message", str(err)), hint=err.get("hint"))
+
+
+class Builder:
+    """Runs the steps of a plan in order; one instance per build."""
+
+    def __init__(self, plan: Plan, *, store: StepStore, backend: Any, reporter: Reporter, out_dir: Path | None = None) -> None:
+        self.plan = plan
+        self.garden = plan.garden
+        self.store = store
+        self.backend = backend
+        self.reporter = reporter
+        self.wheels = WheelStore(store.root)
+        self.out = out_dir or (self.garden.root / OUTPUT_DIR)
+        self.records: dict[str, dict[str, Any]] = {}
+        self.handlers: dict[str, Callable[[Step], dict[str, Any]]] = {
+            "resolve": self._resolve,
+            "fetch": self._fetch,
+            "render-env": self._render_env,
+            "build-env": self._build_env,
+            "render-garden": self._render_garden,
+            "execute-notebook": self._execute,
+            "test": self._test,
+            "emit-artifacts": self._emit,
+        }
+
+    # -- driver ------------------------------------------------------------------------
+
+    def _cached(self, step: Step) -> dict[str, Any] | None:
+        record = self.store.get(step.key)
+        if record is None:
+            return None
+        image = record.get("image")
+        if image and self.backend.image_id(image) != record.get("image_id"):
+            return None  # the image was removed or retagged since
+        return record
+
+    def run(self) -> BuildResult:
+        self.out.mkdir(parents=True, exist_ok=True)
+        result = BuildResult(self.garden.name, self.plan.image, "", self.plan.env_image, self.out)
+        with self.store.lock(f"garden-{self.garden.name}"):
+            for step in self.plan.steps():
+                started = time.monotonic()
+                record = self._cached(step)
+                cached = record is not None
+                if record is None:
+                    self.reporter.step(step.description)
+                    record = self.handlers[step.id](step)
+                    self.store.put(step.key, step.kind, record)
+                self.records[step.id] = record
+                self._write_outputs(step, record)
+                result.steps.append(StepResult(step.id, step.kind, step.key, cached, round(time.monotonic() - started, 3)))
+        result.image_id = self.records["execute-notebook"]["image_id"]
+        result.tests = self.records["test"]["cases"]
+        return result
+
+    def _write_outputs(self, step: Step, record: dict[str, Any]) -> None:
+        """Files of a step that users read live in the output folder, rewritten from the record."""
+        for name, text in record.get("files", {}).items():
+            path = self.out / name
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _resolve(self, step: Step) -> dict[str, Any]:
+        if "locked" in step.params:
+            wheels = [PinnedWheel(**w) for w in step.params["locked"]["wheels"]]
+        else:
+            wheels = resolve(self.garden.requirements, Target(self.garden.python, PLATFORM),
+                             indexes=self.garden.indexes, reporter=self.reporter, cache_root=self.store.root)
+        return {"wheels": [asdict(w) for w in wheels], "files": {"requirements.lock": lock_text(wheels)}}
+
+    def _wheel_list(self) -> list[PinnedWheel]:
+        return [PinnedWheel(**w) for w in self.records["resolve"]["wheels"]]
+
+    def _fetch(self, step: Step) -> dict[str, Any]:
+        self.wheels.fetch(self._wheel_list(), self.reporter)
+        return {"count": len(self._wheel_list())}
+
+    def _render_env(self, step: Step) -> dict[str, Any]:
+        return {"files": {"Containerfile.env": render_env(self.garden)}}
+
+    def _render_garden(self, step: Step) -> dict[str, Any]:
+        return {"files": {"Containerfile": render_garden(self.garden, self.plan.env_image),
+                          "pipelines.json": pipelines_config(self.garden)}}
+
+    def _build_env(self, step: Step) -> dict[str, Any]:
+        wheels = self._wheel_list()
+        self.wheels.fetch(wheels, self.reporter)  # a pruned cache refills here
+        context = self.store.scratch()
+        try:
+            (context / "requirements.lock").write_text(self.records["resolve"]["files"]["requirements.lock"])
+            containerfile = context / "Containerfile"
+            containerfile.write_text(self.records["render-env"]["files"]["Containerfile.env"])
+            house = self.wheels.wheelhouse(wheels, context / "wheels")
+            image_id = self.backend.bud(
+                containerfile, context, tag=self.plan.env_image,
+                volumes=[(house, WHEELHOUSE, "ro"), (Path(find_uv()), UV, "ro")],
+            )
+        finally:
+            self.store.discard(context)
+        return {"image": self.plan.env_image, "image_id": image_id}
+
+    def _execute(self, step: Step) -> dict[str, Any]:
+        context = self.store.scratch()
+        try:
+            src = context / "src"
+            for rel in self.garden.files:
+                dest = src / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.garden.root / rel, dest)
+            for rel, path in runtime_files():
+                dest = context / "runtime" / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
+            files = self.records["render-garden"]["files"]
+            (context / "pipelines.json").write_text(files["pipelines.json"])
+            containerfile = context / "Containerfile"
+            containerfile.write_text(files["Containerfile"])
+            try:
+                image_id = self.backend.bud(containerfile, context, tag=self.plan.image)
+            except BackendError as exc:
+                error = notebook_error(getattr(exc, "log", exc.log_tail), self.garden.notebook)
+                if error is not None:
+                    raise error from None
+                raise
+        finally:
+            self.store.discard(context)
+        metadata = self.backend.run(self.plan.image, ["cat", "/garden/metadata.json"]).stdout.decode()
+        return {"image": self.plan.image, "image_id": image_id, "files": {"metadata.json": metadata}}
+
+    def _test(self, step: Step) -> dict[str, Any]:
+        if not any(p.tests for p in self.garden.pipelines):
+            return {"cases": []}
+        cases = run_tests(self.backend, self.plan.image)
+        for case in cases:
+            mark = "pass" if case["passed"] else "FAIL"
+            self.reporter.info(f"   {mark} {case['pipeline']}[{case['index']}]: expected {case['expected']}, got {case['actual']}"
+                               + (f" ({case['message']})" if case.get("message") and not case["passed"] else ""))
+        failed = [c for c in cases if not c["passed"]]
+        report = json.dumps({"cases": cases}, indent=2, sort_keys=True) + "\n"
+        if failed:
+            (self.out / "test-report.json").write_text(report)
+            names = ", ".join(f"{c['pipeline']}[{c['index']}]" for c in failed)
+            raise BuildError(f"{len(failed)} of {len(cases)} pipeline test(s) failed: {names}",
+                             hint=f"the image {self.plan.image} is built; try it with `gardenbuild run`; "
+                                  f"details in {self.out / 'test-report.json'}")
+        return {"cases": cases, "files": {"test-report.json": report}}
+
+    def _emit(self, step: Step) -> dict[str, Any]:
+        summary = {
+            "gardenbuild": __version__,
+            "garden": self.garden.name,
+            "version": self.garden.meta.version,
+            "python": self.garden.python,
+            "flavor": self.garden.flavor.name,
+            "base_image": self.garden.base_image,
+            "env_image": self.plan.env_image,
+            "image": self.plan.image,
+            "image_id": self.records["execute-notebook"]["image_id"],
+            "pipelines": [p.name for p in self.garden.pipelines],
+            "steps": {s.id: s.key for s in self.plan.steps()},
+        }
+        return {"files": {"build.json": json.dumps(summary, indent=2, sort_keys=True) + "\n"}}
+
+
+def last_build(root: Path) -> dict[str, Any] | None:
+    path = root / OUTPUT_DIR / "build.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,409 @@
+"""The container backend: the only module that runs buildah (or any container process).
+
+`Buildah` is a narrow wrapper around the ``buildah`` CLI. Long commands (``bud``,
+``push``) stream their output line by line to ``reporter.log`` and, when they fail,
+raise a `BuildahError` carrying the command, the last lines of output and the whole log.
+
+Two facts about buildah 1.28 with ``--isolation chroot`` (the only isolation that works
+on hosts whose cgroups are in hybrid mode, where crun refuses to start) shape this module:
+
+* buildah rejects ``--network none`` with chroot isolation, and RUN steps then share the
+  host's network. We get a hermetic build by starting buildah itself in a fresh network
+  namespace that holds only a loopback interface (`private_network`); chroot RUN steps
+  inherit it.
+* ``buildah run`` resolves a user name through /etc/passwd in the image unless the user is
+  numeric, which costs ~30 ms per call; images that set ``USER 0:0`` skip it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BackendError, ToolMissingError
+from .report import NullReporter, Reporter
+
+TAIL_LINES = 40
+BUILDAH_HINT = "apt-get install -y buildah  (Debian/Ubuntu), or see https://github.com/containers/buildah/blob/main/install.md"
+
+Volume = tuple[Path | str, str, str]
+"""A bind mount: (host path, path in the container, options such as ``"ro"``)."""
+
+
+class BuildahError(BackendError):
+    """A buildah command failed. ``log`` holds its whole output, ``log_tail`` the end."""
+
+    def __init__(self, message: str, command: list[str], log: str = "", returncode: int | None = None,
+                 hint: str | None = None, tail_lines: int = TAIL_LINES) -> None:
+        super().__init__(message, command, tail(log.splitlines(), tail_lines), hint)
+        self.log = log
+        self.returncode = returncode
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a command run in a fresh container produced."""
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def tail(lines: Sequence[str], n: int = TAIL_LINES) -> str:
+    """The last ``n`` lines, joined; what a failed command's error shows."""
+    return "\n".join(lines[-n:]) if n > 0 else ""
+
+
+# --- a network namespace with nothing but loopback ---------------------------------------
+
+_CLONE_NEWNET = 0x40000000
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP, _IFF_LOOPBACK, _IFF_RUNNING = 0x1, 0x8, 0x40
+_libc: ctypes.CDLL | None = None
+
+
+def _unshare_function() -> Callable[[int], None]:
+    """``os.unshare`` (Python >= 3.12) or the libc call; resolved in the parent, not the child."""
+    if hasattr(os, "unshare"):
+        return os.unshare  # type: ignore[attr-defined]
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    call = _libc.unshare
+
+    def unshare(flags: int) -> None:
+        if call(flags) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
+
+    return unshare
+
+
+def private_network() -> Callable[[], None]:
+    """A ``preexec_fn`` that moves the child into a new network namespace with loopback up.
+
+    Everything the child starts (buildah, and the chroot RUN steps it runs) can reach
+    127.0.0.1 and nothing else. Needs root (CAP_SYS_ADMIN).
+    """
+    unshare = _unshare_function()
+    ifreq = struct.pack("16sH14x", b"lo", _IFF_UP | _IFF_LOOPBACK | _IFF_RUNNING)
+
+    def enter() -> None:
+        unshare(_CLONE_NEWNET)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fcntl.ioctl(s, _SIOCSIFFLAGS, ifreq)
+
+    return enter
+
+
+# --- running outside programs -----------------------------------------------------------
+
+def _clean_line(raw: bytes) -> str:
+    """One output line as text; of a line redrawn with carriage returns, its last state."""
+    text = raw.decode("utf-8", "replace").rstrip("\r\n")
+    if "\r" in text:
+        parts = [p for p in text.split("\r") if p.strip()]
+        text = parts[-1] if parts else ""
+    return text
+
+
+def stream(argv: Sequence[str], *, reporter: Reporter, what: str, env: Mapping[str, str] | None = None,
+           cwd: Path | None = None, preexec_fn: Callable[[], None] | None = None,
+           on_line: Callable[[str], None] | None = None, hint: str | None = None) -> list[str]:
+    """Run ``argv``, sending each line of its merged stdout/stderr to ``reporter.log``.
+
+    Returns all lines. On a non-zero exit raises `BuildahError` ("<what> failed") with the
+    tail and the whole log. On KeyboardInterrupt (or any error while reading) the child is
+    terminated and waited for before the exception propagates.
+    """
+    argv = [str(a) for a in argv]
+    lines: list[str] = []
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=None if env is None else dict(env), cwd=cwd, preexec_fn=preexec_fn)
+    except FileNotFoundError as exc:
+        if exc.filename != argv[0]:
+            raise
+        raise ToolMissingError(f"{Path(argv[0]).name} is not installed", hint=hint) from None
+    except subprocess.SubprocessError as exc:  # the preexec_fn failed (e.g. no CAP_SYS_ADMIN)
+        raise BuildahError(f"{what} could not start: {exc}", argv,
+                           hint="a build without network needs root (it runs in a new network namespace)") from None
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = _clean_line(raw)
+            lines.append(line)
+            reporter.log(line)
+            if on_line is not None:
+                on_line(line)
+        returncode = proc.wait()
+    except BaseException:
+        _stop(proc)
+        raise
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
+    if returncode != 0:
+        raise BuildahError(f"{what} failed", argv, "\n".join(lines), returncode)
+    return lines
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Ask a child to stop, then insist; buildah cleans up its containers on SIGTERM."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+_BUILDAH_RUN_NOISE = re.compile(rb"(?:subprocess exited (?:with status \d+|on \w+)\n)+Error: exit status \d+\n\Z")
+
+
+def strip_run_noise(stderr: bytes) -> bytes:
+    """Remove the lines ``buildah run`` appends to stderr when the command exits non-zero."""
+    return _BUILDAH_RUN_NOISE.sub(b"", stderr)
+
+
+def volume_args(volumes: Sequence[Volume]) -> list[str]:
+    """``-v host:container[:options]`` for each volume, host paths made absolute."""
+    args: list[str] = []
+    for host, container, options in volumes:
+        host_path = str(Path(host).resolve())
+        for part, label in ((host_path, "host path"), (container, "container path"), (options, "options")):
+            if ":" in part:
+                raise ValueError(f"volume {label} may not contain ':': {part!r}")
+        if not container.startswith("/"):
+            raise ValueError(f"volume container path must be absolute: {container!r}")
+        spec = f"{host_path}:{container}" + (f":{options}" if options else "")
+        args += ["-v", spec]
+    return args
+
+
+def _pairs(flag: str, values: Mapping[str, object]) -> list[str]:
+    """``flag KEY=VALUE`` for each item, sorted so the argv (and any log of it) is stable."""
+    out: list[str] = []
+    for key in sorted(values):
+        out += [flag, f"{key}={values[key]}"]
+    return out
+
+
+# --- the backend ------------------------------------------------------------------------
+
+class Buildah:
+    """Builds, runs, inspects and pushes images through the buildah CLI."""
+
+    def __init__(self, executable: str = "buildah", isolation: str = "chroot", reporter: Reporter | None = None) -> None:
+        self.executable = executable
+        self.isolation = isolation
+        self.reporter: Reporter = reporter or NullReporter()
+        self._path: str | None = None
+
+    # -- plumbing
+
+    @property
+    def path(self) -> str:
+        """The buildah executable; looked up once, on first use."""
+        if self._path is None:
+            found = shutil.which(self.executable)
+            if found is None:
+                where = "" if self.executable == "buildah" else f" (looked for {self.executable!r})"
+                raise ToolMissingError(f"buildah is not installed{where}", hint=BUILDAH_HINT)
+            self._path = found
+        return self._path
+
+    def _network(self, network: str | None) -> tuple[list[str], Callable[[], None] | None]:
+        """Flags and preexec hook for a network mode: ``none``, ``host`` or None (buildah's default)."""
+        if network is None:
+            return [], None
+        if self.isolation == "chroot":
+            if network == "none":
+                return [], private_network()
+            if network == "host":
+                return [], None
+            raise ValueError(f"network {network!r} is not possible with chroot isolation (use 'none' or 'host')")
+        return [f"--network={network}"], None
+
+    def _capture(self, *args: str, stdin: bytes | None = None, what: str | None = None) -> subprocess.CompletedProcess:
+        """Run a short buildah command, capture its output, raise `BuildahError` if it fails."""
+        argv = [self.path, *args]
+        proc = subprocess.run(argv, input=stdin, capture_output=True,
+                              stdin=None if stdin is not None else subprocess.DEVNULL)
+        if proc.returncode != 0:
+            log = proc.stderr.decode("utf-8", "replace") or proc.stdout.decode("utf-8", "replace")
+            raise BuildahError(f"{what or 'buildah ' + args[0]} failed", argv, log, proc.returncode)
+        return proc
+
+    def bud_argv(self, containerfile: Path, context: Path, *, volumes: Sequence[Volume] = (),
+                 build_args: Mapping[str, object] | None = None, labels: Mapping[str, object] | None = None,
+                 layers: bool = True, timestamp: int | None = 0, network_flags: Sequence[str] = (),
+                 no_cache: bool = False, pull: str = "never", iidfile: Path | None = None) -> list[str]:
+        """The ``buildah bud`` command line (pure; no tag: `bud` tags only after success)."""
+        argv = [self.path, "bud", "--isolation", self.isolation, f"--pull={pull}",
+                "--identity-label=false"]  # no buildah version label: digests survive buildah upgrades
+        if layers:
+            argv.append("--layers")
+        if no_cache:
+            argv.append("--no-cache")
+        if layers or no_cache:  # buildah accepts --force-rm only then
+            argv.append("--force-rm")  # no intermediate containers left behind by a failed build
+        if timestamp is not None:
+            argv += ["--timestamp", str(int(timestamp))]
+        argv += list(network_flags)
+        argv += volume_args(volumes)
+        argv += _pairs("--build-arg", build_args or {})
+        argv += _pairs("--label", labels or {})
+        if iidfile is not None:
+            argv += ["--iidfile", str(iidfile)]
+        argv += ["-f", str(Path(containerfile).resolve()), str(Path(context).resolve())]
+        return argv
+
+    # -- building
+
+    def bud(self, containerfile: Path, context: Path, *, tag: str | None, volumes: Sequence[Volume] = (),
+            build_args: Mapping[str, object] | None = None, labels: Mapping[str, object] | None = None,
+            layers: bool = True, timestamp: int | None = 0, network: str | None = "none",
+            no_cache: bool = False, pull: str = "never") -> str:
+        """Build ``containerfile`` in ``context``; return the image id (64 hex digits).
+
+        The image is built untagged and ``tag`` is applied only once the build succeeded, so
+        a failed or interrupted build never moves the tag. ``network="none"`` gives RUN steps
+        a private network namespace with only loopback.
+        """
+        net_flags, preexec = self._network(network)
+        with tempfile.TemporaryDirectory(prefix="gardenbuild-bud-") as tmp:
+            iidfile = Path(tmp) / "iid"
+            argv = self.bud_argv(containerfile, context, volumes=volumes, build_args=build_args, labels=labels,
+                                 layers=layers, timestamp=timestamp, network_flags=net_flags,
+                                 no_cache=no_cache, pull=pull, iidfile=iidfile)
+            stream(argv, reporter=self.reporter, what="buildah bud", preexec_fn=preexec, hint=BUILDAH_HINT)
+            image_id = _bare_id(iidfile.read_text())
+        if tag:
+            self.tag(image_id, tag)
+        return image_id
+
+    # -- running
+
+    def run(self, image: str, argv: Sequence[str], *, stdin: bytes | None = None, env: Mapping[str, str] | None = None,
+            volumes: Sequence[Volume] = (), workdir: str | None = None, network: str | None = "none",
+            user: str | None = None, pull: str = "never") -> RunResult:
+        """Run ``argv`` in a fresh container from ``image``; the container is removed afterwards.
+
+        ``user=None`` keeps the image's USER. A non-zero exit is a result, not an error;
+        a failure to create or start the container raises `BuildahError`.
+        """
+        if not argv:
+            raise ValueError("run() needs a command")
+        net_flags, preexec = self._network(network)
+        start = time.perf_counter()
+        name = f"gardenbuild-run-{secrets.token_hex(6)}"
+        self._capture("from", f"--pull={pull}", "--quiet", "--name", name, image, what=f"buildah from {image}")
+        try:
+            cmd = [self.path, "run", "--isolation", self.isolation, *net_flags, *_pairs("--env", env or {}),
+                   *volume_args(volumes)]
+            if workdir:
+                cmd += ["--workingdir", workdir]
+            if user:
+                cmd += ["--user", user]
+            cmd += [name, "--", *argv]
+            proc = subprocess.run(cmd, input=stdin, capture_output=True, preexec_fn=preexec,
+                                  stdin=None if stdin is not None else subprocess.DEVNULL)
+        finally:
+            self._remove_container(name)
+        stderr = strip_run_noise(proc.stderr) if proc.returncode else proc.stderr
+        return RunResult(proc.returncode, proc.stdout, stderr, time.perf_counter() - start)
+
+    def _remove_container(self, name: str) -> None:
+        """Remove a working container; a failure is worth a warning, never an exception."""
+        proc = subprocess.run([self.path, "rm", name], capture_output=True, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            self.reporter.warn(f"could not remove container {name}: {proc.stderr.decode(errors='replace').strip()}")
+
+    # -- images
+
+    def inspect(self, ref: str) -> dict:
+        """``buildah inspect --type image``, parsed."""
+        return json.loads(self._capture("inspect", "--type", "image", ref).stdout)
+
+    def image_id(self, ref: str) -> str | None:
+        """The id of image ``ref``, or None when there is no such image."""
+        argv = [self.path, "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref]
+        proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL)
+        if proc.returncode == 0:
+            return proc.stdout.decode().strip()
+        err = proc.stderr.decode("utf-8", "replace")
+        if "image not known" in err or "no such image" in err.lower():
+            return None
+        raise BuildahError(f"buildah inspect {ref} failed", argv, err, proc.returncode)
+
+    def exists(self, ref: str) -> bool:
+        return self.image_id(ref) is not None
+
+    def tag(self, image_id: str, *refs: str) -> None:
+        """Give ``image_id`` the names ``refs`` (moving them from whatever image had them)."""
+        if refs:
+            self._capture("tag", image_id, *refs)
+
+    def untag(self, ref: str) -> None:
+        """Remove the name ``ref``; the image itself goes only if that was its last name."""
+        self.rmi(ref)
+
+    def rmi(self, ref: str, *, force: bool = False) -> None:
+        """``buildah rmi``: drop a name, or the image when it has one name (or is given by id)."""
+        self._capture("rmi", *(["--force"] if force else []), ref)
+
+    def digest(self, ref: str) -> str:
+        """The digest of the image's manifest as stored locally (``sha256:...``).
+
+        A registry may hold a different manifest after a push (layers get compressed);
+        the digest there is what `push` returns.
+        """
+        return self._capture("inspect", "--type", "image", "--format", "{{.FromImageDigest}}", ref).stdout.decode().strip()
+
+    def size(self, ref: str) -> int:
+        """Bytes of the image's layers as its manifest lists them.
+
+        For images built locally the layers are uncompressed tars, so this is the figure
+        ``buildah images`` shows (in MB); a pushed image is smaller on the wire.
+        """
+        manifest = json.loads(self.inspect(ref)["Manifest"])
+        return sum(int(layer["size"]) for layer in manifest.get("layers", []))
+
+    def push(self, ref: str, dest: str, *, tls_verify: bool = True, authfile: Path | None = None,
+             digestfile: Path | None = None) -> str:
+        """Push ``ref`` to ``dest`` (e.g. ``docker://host/name:tag``); return the pushed manifest digest."""
+        with tempfile.TemporaryDirectory(prefix="gardenbuild-push-") as tmp:
+            dfile = Path(digestfile) if digestfile is not None else Path(tmp) / "digest"
+            argv = [self.path, "push", f"--tls-verify={'true' if tls_verify else 'false'}", "--digestfile", str(dfile)]
+            if authfile is not None:
+                argv += ["--authfile", str(authfile)]
+            argv += [ref, dest]
+            stream(argv, reporter=self.reporter, what="buildah push", hint=BUILDAH_HINT)
+            return dfile.read_text().strip()
+
+
+def _bare_id(text: str) -> str:
+    """An image id without its ``sha256:`` prefix."""
+    text = text.strip()
+    return text.split(":", 1)[1] if text.startswith("sha256:") else text

@@ -1,0 +1,311 @@
+"""The command line: parses arguments, installs the console reporter, prints results.
+
+Only this module prints or exits. Every `GardenError` becomes ``error: ...`` plus a
+hint and its exit code (2 for bad input, 1 for a failed build); no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from gardenbuild import __version__
+from gardenbuild.errors import GardenError, UserError
+from gardenbuild.report import ConsoleReporter, Reporter
+
+Handler = Callable[[argparse.Namespace, Reporter], Any]
+COMMANDS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
+    """Print a result: JSON with --json, else the human text."""
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    elif text is not None:
+        print(text, end="" if text.endswith("\n") else "\n")
+
+
+def _load(args: argparse.Namespace):
+    from gardenbuild.load import load
+
+    garden = load(Path(args.dir))
+    base = getattr(args, "base_image", None) or os.environ.get("GARDENBUILD_BASE_IMAGE")
+    return garden.with_base_image(base) if base else garden
+
+
+def _plan(args: argparse.Namespace):
+    from gardenbuild.digests import inputs_for
+    from gardenbuild.plan import plan
+
+    garden = _load(args)
+    return plan(garden, inputs_for(garden))
+
+
+@command("check")
+def cmd_check(args: argparse.Namespace, reporter: Reporter) -> int:
+    garden = _load(args)
+    data = {
+        "ok": True,
+        "garden": garden.name,
+        "python": garden.python,
+        "flavor": garden.flavor.name,
+        "base_image": garden.base_image,
+        "notebook": garden.notebook,
+        "pipelines": [p.name for p in garden.pipelines],
+        "requirements": list(garden.requirements),
+        "files": list(garden.files),
+    }
+    emit(args, data, f"ok: {garden.gardenfile} ({len(garden.pipelines)} pipeline(s), {len(garden.files)} file(s), "
+                      f"Python {garden.python}, flavor {garden.flavor.name})")
+    return 0
+
+
+@command("schema")
+def cmd_schema(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.spec import Gardenfile
+
+    schema = Gardenfile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Gardenfile.toml"
+    print(json.dumps(schema, indent=2, sort_keys=True))
+    return 0
+
+
+@command("plan")
+def cmd_plan(args: argparse.Namespace, reporter: Reporter) -> int:
+    p = _plan(args)
+    steps = [{"id": s.id, "kind": s.kind, "key": s.key, "parents": list(s.parents), "outputs": list(s.outputs),
+              "description": s.description} for s in p.steps()]
+    lines = [f"{i:>2}. {s['id']:<17} {s['kind']:<17} {s['key'][:12]}  {s['description']}" for i, s in enumerate(steps, 1)]
+    emit(args, {"garden": p.garden.name, "image": p.image, "steps": steps}, "\n".join(lines))
+    return 0
+
+
+@command("graph")
+def cmd_graph(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.plan import to_dot, to_mermaid
+
+    p = _plan(args)
+    text = to_dot(p) if args.format == "dot" else to_mermaid(p)
+    emit(args, {"format": args.format, "graph": text}, text)
+    return 0
+
+
+@command("render")
+def cmd_render(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.render import render_env, render_garden
+
+    p = _plan(args)
+    env_file = render_env(p.garden)
+    garden_file = render_garden(p.garden, p.env_image)
+    if args.stage == "env":
+        text = env_file
+    elif args.stage == "garden":
+        text = garden_file
+    else:
+        text = f"# ---- Containerfile.env ----\n{env_file}\n# ---- Containerfile ----\n{garden_file}"
+    files = {"env": {"Containerfile.env": env_file}, "garden": {"Containerfile": garden_file}}
+    data = files.get(args.stage, {"Containerfile.env": env_file, "Containerfile": garden_file})
+    emit(args, {**data, "env_image": p.env_image}, text)
+    return 0
+
+
+@command("init")
+def cmd_init(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.scaffold import init
+
+    path = init(Path(args.dir), notebook=args.notebook, python=args.python, flavor=args.flavor, name=args.name)
+    emit(args, {"gardenfile": str(path)}, f"wrote {path}\nnext: edit it, then run `gardenbuild check {args.dir}`")
+    return 0
+
+
+def _backend(reporter: Reporter):
+    from gardenbuild.buildah import Buildah
+
+    return Buildah(reporter=reporter)
+
+
+@command("build")
+def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.build import Builder
+    from gardenbuild.store import StepStore
+
+    p = _plan(args)
+    started = time.monotonic()
+    result = Builder(p, store=StepStore(), backend=_backend(reporter), reporter=reporter).run()
+    data = result.as_json()
+    data["seconds"] = round(time.monotonic() - started, 2)
+    built = sum(not s.cached for s in result.steps)
+    emit(args, data, f"built {result.image} in {data['seconds']} s ({built} step(s) ran, "
+                     f"{len(result.steps) - built} cached); outputs in {result.out_dir}")
+    return 0
+
+
+def _image_of(args: argparse.Namespace) -> str:
+    from gardenbuild.build import last_build
+
+    garden = _load(args)
+    summary = last_build(garden.root)
+    if summary is None:
+        raise UserError(f"{garden.name} has not been built yet", hint=f"run: gardenbuild build {args.dir}")
+    return summary["image"]
+
+
+def _read_input(args: argparse.Namespace) -> bytes:
+    if args.input_file:
+        path = Path(args.input_file)
+        if not path.is_file():
+            raise UserError(f"input file {path} does not exist")
+        text = path.read_text()
+    else:
+        text = args.input if args.input is not None else "{}"
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--input is not valid JSON: {exc.msg} at column {exc.colno}",
+                        hint='pass the keyword arguments as a JSON object, e.g. --input \'{"smiles": ["CCO"]}\'') from None
+    return text.encode()
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.call import call_pipeline
+
+    garden = _load(args)
+    if args.pipeline not in {p.name for p in garden.pipelines}:
+        raise UserError(f"{garden.name} has no pipeline '{args.pipeline}'",
+                        hint=f"pipelines: {', '.join(p.name for p in garden.pipelines)}")
+    outcome = call_pipeline(_backend(reporter), _image_of(args), args.pipeline, _read_input(args))
+    emit(args, {"pipeline": args.pipeline, "result": outcome.result, "timings": outcome.timings},
+         json.dumps(outcome.result))
+    reporter.info(f"(container {outcome.timings['container_s']:.2f} s, session load {outcome.timings['load_s']:.2f} s, "
+                  f"call {outcome.timings['call_s']:.3f} s)")
+    return 0
+
+
+@command("test")
+def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.call import run_tests
+
+    cases = run_tests(_backend(reporter), _image_of(args))
+    for case in cases:
+        mark = "PASS" if case["passed"] else "FAIL"
+        line = f"{mark} {case['pipeline']}[{case['index']}]  expected {case['expected']}  got {case['actual']}"
+        if not case["passed"] and case.get("message"):
+            line += f"  ({case['message']})"
+        reporter.info(line)
+    failed = sum(not c["passed"] for c in cases)
+    emit(args, {"cases": cases, "failed": failed}, f"{len(cases) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+@command("base")
+def cmd_base(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.base import bootstrap
+
+    ref = bootstrap(args.python, buildah=_backend(reporter), reporter=reporter, force=args.force)
+    emit(args, {"image": ref}, f"{ref}\nuse it with: gardenbuild build DIR --base-image {ref}")
+    return 0
+
+
+def _add_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", nargs="?", default=".", help="the garden folder (holding Gardenfile.toml); default: .")
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="gardenbuild", description="Compile a notebook into a runnable, citable, reproducible artifact.")
+    top.add_argument("--version", action="version", version=f"gardenbuild {__version__}")
+    top.add_argument("-v", "--verbose", action="store_true", help="show the output of outside tools (buildah, uv)")
+    top.add_argument("-q", "--quiet", action="store_true", help="only errors and results")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="write a commented Gardenfile.toml for a notebook")
+    p.add_argument("dir", nargs="?", default=".")
+    p.add_argument("--notebook", required=True, help="the notebook, relative to DIR")
+    p.add_argument("--python", default="3.11", help="Python version of the image (3.10-3.13)")
+    p.add_argument("--flavor", default="base", help="base, sklearn, torch, tensorflow")
+    p.add_argument("--name", help="garden name (default: the folder's name)")
+    _add_json(p)
+
+    p = sub.add_parser("check", help="validate the Gardenfile and the notebook")
+    _add_dir(p); _add_json(p)  # noqa: E702
+
+    p = sub.add_parser("schema", help="print the JSON Schema of Gardenfile.toml (for editors)")
+    _add_json(p)  # accepted for symmetry: the schema is JSON already
+
+    for name, helptext in (("plan", "list the build steps in order, with their keys"),
+                           ("graph", "print the build graph (dot or mermaid)"),
+                           ("render", "print the rendered Containerfiles")):
+        p = sub.add_parser(name, help=helptext)
+        _add_dir(p); _add_json(p)  # noqa: E702
+        p.add_argument("--base-image", help="use this base image instead of the flavor's")
+        if name == "graph":
+            p.add_argument("--format", choices=("dot", "mermaid"), default="dot")
+        if name == "render":
+            p.add_argument("--stage", choices=("env", "garden", "all"), default="all")
+
+    p = sub.add_parser("build", help="build the garden image: resolve, fetch, install, run the notebook, test")
+    _add_dir(p); _add_json(p)  # noqa: E702
+    p.add_argument("--base-image", help="use this base image instead of the flavor's (also GARDENBUILD_BASE_IMAGE)")
+
+    p = sub.add_parser("run", help="call a pipeline in a fresh container of the built image")
+    p.add_argument("dir", nargs="?", default=".")
+    p.add_argument("pipeline")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--input", help="keyword arguments as a JSON object")
+    src.add_argument("--input-file", help="a file holding the JSON object")
+    p.add_argument("--base-image", help=argparse.SUPPRESS)
+    _add_json(p)
+
+    p = sub.add_parser("test", help="run the Gardenfile's pipeline tests inside the built image")
+    _add_dir(p); _add_json(p)  # noqa: E702
+    p.add_argument("--base-image", help=argparse.SUPPRESS)
+
+    p = sub.add_parser("base", help="manage local base images")
+    bsub = p.add_subparsers(dest="base_command", required=True, metavar="ACTION")
+    b = bsub.add_parser("bootstrap", help="make a local Python base image with debootstrap (no registry needed)")
+    b.add_argument("--python", default="3.11", help="3.11 (bookworm) or 3.13 (trixie)")
+    b.add_argument("--force", action="store_true", help="rebuild even if the image exists")
+    _add_json(b)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet)
+    try:
+        return COMMANDS[args.command](args, reporter) or 0
+    except GardenError as exc:
+        lines = exc.lines()
+        print(f"error: {lines[0]}", file=sys.stderr)
+        for line in lines[1:]:
+            print(line, file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was tagged or cached for the unfinished step", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Content digests of the files a build reads: the only file I/O the planner depends on."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from gardenbuild.garden import Garden
+from gardenbuild.plan import Inputs
+from gardenbuild.render import ENV_TEMPLATE, GARDEN_TEMPLATE
+from gardenbuild.resources import data_dir, runtime_dir
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def runtime_files() -> list[tuple[str, Path]]:
+    """(path inside the image's gardenbuild/ package, host path) of the runtime, sorted."""
+    pkg = runtime_dir().parent
+    files = [("__init__.py", pkg / "__init__.py")]
+    files += [(f"runtime/{p.name}", p) for p in sorted(runtime_dir().glob("*.py"))]
+    return files
+
+
+def tree_sha256(entries: list[tuple[str, Path]]) -> str:
+    h = hashlib.sha256()
+    for name, path in sorted(entries):
+        h.update(f"{name}\0{file_sha256(path)}\n".encode())
+    return h.hexdigest()
+
+
+def inputs_for(garden: Garden, lock: dict | None = None) -> Inputs:
+    templates = data_dir("templates")
+    return Inputs(
+        files={rel: file_sha256(garden.root / rel) for rel in garden.files},
+        templates={name: file_sha256(templates / name) for name in (ENV_TEMPLATE, GARDEN_TEMPLATE)},
+        runtime=tree_sha256(runtime_files()),
+        lock=lock,
+    )

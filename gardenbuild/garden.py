@@ -1,0 +1,65 @@
+"""The resolved garden: every default filled in, every path checked. Pure data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gardenbuild.flavors import Flavor
+from gardenbuild.spec import GardenMeta, Publish
+
+#: What the in-image runtime itself needs, whatever the notebook asks for.
+RUNTIME_REQUIREMENTS = ("dill>=0.3.8",)
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    input: dict[str, Any]
+    expected: Any
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    function: str
+    description: str
+    tests: tuple[TestSpec, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "function": self.function,
+            "description": self.description,
+            "tests": [{"input": t.input, "expected": t.expected, "tolerance": t.tolerance} for t in self.tests],
+        }
+
+
+@dataclass(frozen=True)
+class Garden:
+    """A Gardenfile after validation and resolution; the planner's only input."""
+
+    root: Path
+    gardenfile: Path
+    meta: GardenMeta
+    python: str
+    flavor: Flavor
+    base_image: str
+    requirements: tuple[str, ...]
+    indexes: tuple[str, ...]
+    system_packages: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    notebook: str  # relative to root, POSIX
+    files: tuple[str, ...]  # relative POSIX paths copied into the image (notebook included), sorted
+    pipelines: tuple[PipelineSpec, ...]
+    publish: Publish
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    def with_base_image(self, image: str) -> "Garden":
+        from dataclasses import replace
+
+        return replace(self, base_image=image)

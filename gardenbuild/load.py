@@ -1,0 +1,393 @@
+"""Gardenfile.toml -> Garden, in three visible steps: parse, validate, resolve.
+
+Every problem found on the way is collected and raised together as one `ConfigError`,
+each naming the file, the line and the key path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from gardenbuild import flavors as flavor_table
+from gardenbuild.errors import ConfigError, Problem, UserError
+from gardenbuild.flavors import Flavor
+from gardenbuild.garden import RUNTIME_REQUIREMENTS, Garden, PipelineSpec, TestSpec
+from gardenbuild.notebook import analyse
+from gardenbuild.spec import PEP508_EXAMPLE, Gardenfile
+from gardenbuild.tomlpos import dotted, key_lines, line_of
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+GARDENFILE = "Gardenfile.toml"
+#: Never copied into an image: build outputs, VCS and editor litter.
+ALWAYS_EXCLUDED = (".gardenbuild", ".git", ".ipynb_checkpoints", "__pycache__", GARDENFILE, "Gardenfile.lock")
+
+
+def find_gardenfile(directory: Path) -> Path:
+    path = directory / GARDENFILE if directory.is_dir() or not directory.suffix else directory
+    if not path.is_file():
+        where = directory if directory.is_dir() else directory.parent
+        raise UserError(
+            f"no {GARDENFILE} in {where}",
+            hint=f"create one with: gardenbuild init {where} --notebook NOTEBOOK.ipynb",
+        )
+    return path
+
+
+def load(directory: Path) -> Garden:
+    """Read, validate and resolve the Gardenfile in `directory`."""
+    path = find_gardenfile(Path(directory))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(path.name, None, "", f"not UTF-8 text (byte {exc.start})")],
+                          hint="save it as UTF-8") from None
+    data = parse(text, path)
+    spec = validate(data, text, path)
+    return resolve(spec, text, path)
+
+
+def parse(text: str, path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib says "... (at line 3, column 7)"; move the line to the front.
+        msg = str(exc)
+        line = None
+        if "(at line " in msg:
+            msg, _, pos = msg.rpartition(" (at line ")
+            line_text, _, column = pos.rstrip(")").partition(", column ")
+            line = int(line_text)
+            msg = f"{msg} at column {column}" if column else msg
+        elif msg.endswith(" (at end of document)"):
+            msg = msg.removesuffix(" (at end of document)") + " at the end of the file"
+            line = len(text.splitlines()) or None
+        # "Cannot declare ('garden', 'authors') twice": name the table as the file does.
+        msg = re.sub(r"\(((?:'[^']*'(?:, )?)+),?\)", lambda m: "[" + ".".join(re.findall(r"'([^']*)'", m.group(1))) + "]", msg)
+        raise ConfigError(
+            [Problem(path.name, line, "", f"invalid TOML: {msg[:1].lower()}{msg[1:]}")],
+            hint="see https://toml.io for the syntax; strings need quotes",
+        ) from None
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that owns the last element of `loc`, for 'did you mean'."""
+    import typing
+
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        while typing.get_args(ann) and not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            args = [a for a in typing.get_args(ann) if a is not type(None) and a is not Ellipsis]
+            ann = args[0] if args else None
+        current = ann
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _guess(loc: tuple) -> str | None:
+    """The known key closest to the unknown key at `loc`, if any is close."""
+    owner = _model_at(Gardenfile, loc[:-1])
+    guess = difflib.get_close_matches(str(loc[-1]), list(owner.model_fields) if owner else [], n=1)
+    return guess[0] if guess else None
+
+
+#: pydantic's type errors, in TOML's words.
+_TOML_TYPES = {
+    "string_type": "a string", "tuple_type": "an array", "list_type": "an array", "dict_type": "a table",
+    "model_type": "a table", "bool_type": "true or false", "bool_parsing": "true or false",
+    "float_type": "a number", "float_parsing": "a number", "int_type": "an integer", "int_parsing": "an integer",
+}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    return repr(value)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        guess = _guess(loc)
+        owner = _model_at(Gardenfile, loc[:-1])
+        known = ", ".join(owner.model_fields) if owner else ""
+        tail = f"; did you mean '{guess}'?" if guess else (f"; known keys: {known}" if known else "")
+        return f"unknown key '{loc[-1]}'{tail}"
+    if kind == "missing":
+        if loc == ("pipeline",):
+            return "required: add at least one [[pipeline]] table naming a function of the notebook"
+        return "required key is missing"
+    if kind == "value_error":
+        return error["msg"].removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        if loc == ("garden", "name"):
+            return f"'{value}' is not a valid name; use lowercase letters, digits, '-' and '_'"
+        return f"'{value}' is not a Python identifier"
+    if kind in _TOML_TYPES:
+        return f"expected {_TOML_TYPES[kind]}, got {_shown(value)}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_too_long":
+        return f"'{value}' is longer than {ctx['max_length']} characters"
+    if kind == "too_short":
+        n = ctx["min_length"]
+        return f"needs at least {n} {'entry' if n == 1 else 'entries'}"
+    if kind == "greater_than_equal":
+        bound = ctx["ge"]
+        bound = int(bound) if isinstance(bound, float) and bound.is_integer() else bound
+        return f"must be {bound} or more (got {value!r})"
+    msg = error["msg"]
+    return f"{msg[:1].lower()}{msg[1:]} (got {_shown(value)})"
+
+
+def _model_problems(exc: ValidationError, lines: dict, path: Path) -> list[tuple[tuple, Problem]]:
+    """One (location, Problem) per pydantic error, minus the echoes of another error."""
+    errors = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        if loc and loc[-1] == "[key]":  # a bad key of a table, e.g. environment.env
+            loc = loc[:-1]
+        errors.append((loc, error))
+    locs = [loc for loc, _ in errors]
+    # An unknown key 'notebok' that is surely 'notebook' also makes 'notebook' missing; say it once.
+    meant = {loc[:-1] + (_guess(loc),) for loc, e in errors if e["type"] == "extra_forbidden"}
+    problems = []
+    for loc, error in errors:
+        if error["type"] == "missing" and loc in meant:
+            continue
+        # A list whose only item was rejected is also "too short"; the item's error says it all.
+        if error["type"] == "too_short" and any(other[: len(loc)] == loc and other != loc for other in locs):
+            continue
+        problems.append((loc, Problem(path.name, line_of(lines, loc), dotted(loc), _describe(error))))
+    return problems
+
+
+def _in_order(problems: list[Problem]) -> list[Problem]:
+    """Problems in file order; those with no line (the file as a whole) first."""
+    return sorted(problems, key=lambda p: p.line or 0)
+
+
+def validate(data: dict[str, Any], text: str, path: Path) -> Gardenfile:
+    """Check `data` against the model; on failure report the checks of `resolve` too.
+
+    Those checks (files, flavor, notebook) need no valid model, so a single run lists
+    every problem instead of revealing them one fix at a time.
+    """
+    try:
+        return Gardenfile.model_validate(data)
+    except ValidationError as exc:
+        lines = key_lines(text)
+        located = _model_problems(exc, lines, path)
+        others = _check_outside(data, path, lines, skip=[loc for loc, _ in located])
+        raise ConfigError(
+            _in_order([p for _, p in located] + others.problems),
+            hint=f"fix the keys above in {path}; `gardenbuild schema` prints every key",
+        ) from None
+
+
+def _inside(root: Path, relative: str) -> Path | None:
+    candidate = (root / relative).resolve()
+    return candidate if candidate.is_relative_to(root.resolve()) else None
+
+
+def _files(root: Path, notebook: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
+    picked = {notebook}
+    for file in sorted(root.rglob("*")):
+        rel = file.relative_to(root)
+        if not file.is_file() or any(part in ALWAYS_EXCLUDED or part.startswith(".") for part in rel.parts):
+            continue
+        posix = rel.as_posix()
+        if include and not any(fnmatch.fnmatch(posix, g) for g in include):
+            continue
+        if any(fnmatch.fnmatch(posix, g) for g in exclude):
+            continue
+        picked.add(posix)
+    return tuple(sorted(picked))
+
+
+def _read_requirements_file(path: Path) -> list[str]:
+    reqs = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            reqs.append(line)
+    return reqs
+
+
+@dataclass
+class _Outside:
+    """What the checks beyond the model found, and the values `resolve` builds on."""
+
+    problems: list[Problem] = field(default_factory=list)
+    flavor: Flavor | None = None
+    base_image: str | None = None
+    requirements: list[str] = field(default_factory=list)  # from requirements_file and %pip lines
+    notebook: Path | None = None
+
+
+def _check_outside(data: Mapping[str, Any], path: Path, lines: dict, skip: Iterable[tuple] = ()) -> _Outside:
+    """Check what the model alone cannot: the flavor, the files, the notebook and its functions.
+
+    Reads the raw TOML data, so it also runs when the model rejected it; a key whose
+    value the model already rejected (it, or a table above it, is in `skip`) is not
+    looked at again.
+    """
+    root = path.parent.resolve()
+    rejected = list(skip)
+    out = _Outside()
+
+    def problem(loc: tuple, message: str) -> None:
+        out.problems.append(Problem(path.name, line_of(lines, loc), dotted(loc), message))
+
+    def usable(loc: tuple, value: Any) -> bool:
+        return isinstance(value, str) and not any(loc[: len(r)] == r for r in rejected)
+
+    env = data.get("environment", {})
+    env = env if isinstance(env, Mapping) else {}
+    flavor_name, python = env.get("flavor", "base"), env.get("python", "3.11")
+    if usable(("environment", "flavor"), flavor_name):
+        try:
+            out.flavor = flavor_table.get(flavor_name)
+        except UserError as exc:
+            problem(("environment", "flavor"), f"{exc.message}; {exc.hint}")
+    out.base_image = env.get("base_image")
+    if out.flavor and out.base_image is None and usable(("environment", "python"), python):
+        try:
+            out.base_image = out.flavor.base_image(python)
+        except UserError as exc:
+            problem(("environment", "python"), f"{exc.message}; {exc.hint}")
+
+    req_file = env.get("requirements_file")
+    if usable(("environment", "requirements_file"), req_file):
+        loc = ("environment", "requirements_file")
+        req_path = _inside(root, req_file)
+        if req_path is None:
+            problem(loc, f"'{req_file}' is outside the garden folder; keep it beside {path.name}")
+        elif not req_path.is_file():
+            problem(loc, f"file '{req_file}' does not exist")
+        else:
+            from packaging.requirements import InvalidRequirement, Requirement
+
+            try:
+                lines_read = _read_requirements_file(req_path)
+            except (OSError, UnicodeDecodeError) as exc:
+                problem(loc, f"'{req_file}' cannot be read ({getattr(exc, 'strerror', None) or 'not UTF-8 text'})")
+                lines_read = []
+            for req in lines_read:
+                try:
+                    Requirement(req)
+                    out.requirements.append(req)
+                except InvalidRequirement:
+                    problem(loc, f"{req_file}: '{req}' is not a PEP 508 requirement {PEP508_EXAMPLE}")
+
+    notebook = data.get("notebook")
+    facts = None
+    if usable(("notebook",), notebook) and notebook.strip():
+        notebook = notebook.strip()
+        nb_path = _inside(root, notebook)
+        if nb_path is None:
+            problem(("notebook",), f"'{notebook}' is outside the garden folder; keep the notebook beside {path.name} or below it")
+        elif not nb_path.is_file():
+            nearby = sorted(p.name for p in root.glob("*.ipynb"))
+            hint = f"; notebooks here: {', '.join(nearby)}" if nearby else "; there is no .ipynb file in this folder"
+            problem(("notebook",), f"file '{notebook}' does not exist{hint}")
+        elif nb_path.suffix != ".ipynb":
+            problem(("notebook",), f"'{notebook}' is not a .ipynb notebook")
+        else:
+            try:
+                facts = analyse(nb_path)
+                out.notebook = nb_path
+            except ValueError as exc:
+                problem(("notebook",), f"{notebook} {exc}")
+            except OSError as exc:
+                problem(("notebook",), f"{notebook} cannot be read ({exc.strerror})")
+    if facts:
+        for message in facts.problems:
+            problem(("notebook",), f"{notebook}: {message}")
+        out.requirements.extend(facts.pip_requirements)
+
+    pipelines = data.get("pipeline", ())
+    seen: set[str] = set()
+    for i, p in enumerate(pipelines if isinstance(pipelines, (list, tuple)) else ()):
+        if not isinstance(p, Mapping):
+            continue
+        name, function = p.get("name"), p.get("function")
+        if usable(("pipeline", i, "name"), name):
+            if name.strip() in seen:
+                problem(("pipeline", i, "name"), f"pipeline name '{name.strip()}' is used twice")
+            seen.add(name.strip())
+        key = "name" if function is None else "function"
+        function = name if function is None else function
+        # A notebook with a cell that cannot be parsed may define the function there: say nothing.
+        if facts and facts.complete and usable(("pipeline", i, key), function):
+            function = function.strip()
+            if function not in facts.functions:
+                guess = difflib.get_close_matches(function, sorted(facts.functions), n=1)
+                tail = f"; did you mean '{guess[0]}'?" if guess else ""
+                problem(("pipeline", i, key), f"'{function}': no such function in {notebook}{tail}")
+    return out
+
+
+def resolve(spec: Gardenfile, text: str, path: Path) -> Garden:
+    """Check what the model alone cannot (files, flavor, notebook) and fill defaults."""
+    root = path.parent.resolve()
+    found = _check_outside(spec.model_dump(), path, key_lines(text))
+    if found.problems:
+        raise ConfigError(_in_order(found.problems), hint=f"fix the problems above in {path}")
+    assert found.flavor is not None and found.base_image is not None and found.notebook is not None
+
+    env = spec.environment
+    requirements = list(found.flavor.packages) + list(env.requirements) + found.requirements
+    pipelines = tuple(
+        PipelineSpec(p.name, p.function or p.name, p.description,
+                     tuple(TestSpec(t.input, t.expected, t.tolerance) for t in p.test))
+        for p in spec.pipeline
+    )
+    notebook = found.notebook.relative_to(root).as_posix()
+    return Garden(
+        root=root,
+        gardenfile=path,
+        meta=spec.garden,
+        python=env.python,
+        flavor=found.flavor,
+        base_image=found.base_image,
+        requirements=_merge_requirements(requirements + list(RUNTIME_REQUIREMENTS)),
+        indexes=found.flavor.indexes,
+        system_packages=tuple(sorted(set(env.system_packages))),
+        env=tuple(sorted(env.env.items())),
+        notebook=notebook,
+        files=_files(root, notebook, spec.include, spec.exclude),
+        pipelines=pipelines,
+        publish=spec.publish,
+    )
+
+
+def _merge_requirements(requirements: list[str]) -> tuple[str, ...]:
+    """Deduplicate, keeping every distinct spelling (the resolver intersects them), sorted."""
+    from packaging.requirements import Requirement
+
+    return tuple(sorted(set(str(Requirement(r)) for r in requirements), key=lambda r: (Requirement(r).name.lower(), r)))

@@ -1,0 +1,141 @@
+"""Static facts about a notebook, found without running it.
+
+Which functions it defines (and which carry ``@garden_pipeline``), which packages its
+``%pip install`` lines ask for, and whether it is a valid nbformat 4 file at all.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_MAGIC = re.compile(r"^(\s*)[%!]")
+_CELL_MAGIC_BODY_IS_PYTHON = {"time", "capture", "timeit", "prun"}
+
+
+@dataclass(frozen=True)
+class NotebookFacts:
+    functions: frozenset[str]
+    pipelines: frozenset[str]  # functions decorated with garden_pipeline
+    pip_requirements: tuple[str, ...]
+    problems: tuple[str, ...]  # human-readable, e.g. "cell 4, line 2: invalid syntax"
+    complete: bool = True  # False when a cell could not be parsed, so `functions` may miss some
+
+
+def _cells(path: Path) -> list[tuple[int, str, str]]:
+    """(1-based cell number as Jupyter shows it, cell type, source) for every cell."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("is not a text file") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not valid JSON (line {exc.lineno}: {exc.msg}); is it really a .ipynb?") from None
+    # The version first: an nbformat 3 file keeps its cells under "worksheets", not "cells".
+    if isinstance(data, dict) and "nbformat" in data and data["nbformat"] != 4:
+        raise ValueError(f"uses nbformat {data['nbformat']!r}; only nbformat 4 is supported (re-save it in Jupyter)")
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise ValueError("is not a Jupyter notebook (no 'cells' list)")
+    if "nbformat" not in data:
+        raise ValueError("has no nbformat version; only nbformat 4 is supported (re-save it in Jupyter)")
+    out = []
+    for number, cell in enumerate(data["cells"], start=1):
+        if not isinstance(cell, dict) or "cell_type" not in cell:
+            raise ValueError(f"cell {number} has no cell_type")
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(source)
+        out.append((number, cell["cell_type"], source))
+    return out
+
+
+def python_source(source: str) -> str:
+    """The cell as plain Python for static analysis: magics and shell lines become `pass`.
+
+    A fallback for cells the runtime's `to_python` rejects, so their functions are still
+    found; one line per line, so line numbers stay those of the cell.
+    """
+    lines = source.splitlines()
+    if lines and lines[0].startswith("%%"):
+        magic = lines[0][2:].split()[0] if lines[0][2:].split() else ""
+        if magic not in _CELL_MAGIC_BODY_IS_PYTHON:
+            return ""
+        lines = [""] + lines[1:]
+    out = []
+    for line in lines:
+        m = _MAGIC.match(line)
+        out.append(f"{m.group(1)}pass" if m else line)
+    return "\n".join(out)
+
+
+def _decorated_as_pipeline(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    for dec in node.decorator_list:
+        target = dec.func if isinstance(dec, ast.Call) else dec
+        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
+        if name == "garden_pipeline":
+            return True
+    return False
+
+
+def _unlockable(requirement: str) -> str | None:
+    """Why a ``%pip install`` argument cannot go into the lock, or None if it can."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from gardenbuild.spec import PEP508_EXAMPLE
+
+    if requirement.startswith("-r "):
+        file = requirement[3:]
+        return f"'%pip install -r {file}' is not supported; set requirements_file = \"{file}\" in [environment] instead"
+    if requirement.startswith("-"):
+        return f"'%pip install {requirement}' is not supported; list the package in [environment] requirements instead"
+    try:
+        Requirement(requirement)
+    except InvalidRequirement:
+        return f"'%pip install {requirement}': not a PEP 508 requirement {PEP508_EXAMPLE}, so it cannot be locked"
+    return None
+
+
+def analyse(path: Path) -> NotebookFacts:
+    """Read `path` and report its functions, pipelines, pip requirements and problems.
+
+    A cell is read as the image's runtime will run it (`to_python`), so a magic that
+    cannot run there is reported now. Raises ValueError (with a message meant to follow
+    the file name) for a file that is not a notebook at all.
+    """
+    from gardenbuild.runtime.cells import UnsupportedMagic, pip_requirements, to_python
+
+    functions: set[str] = set()
+    pipelines: set[str] = set()
+    reqs: list[str] = []
+    problems: list[str] = []
+    complete = True
+    for number, kind, source in _cells(path):
+        if kind != "code":
+            continue
+        for req in pip_requirements(source):
+            why = _unlockable(req)
+            if why:
+                problems.append(f"cell {number}: {why}")
+            else:
+                reqs.append(req)
+        try:
+            code = to_python(source, cell=number)
+        except UnsupportedMagic as exc:
+            problems.append(str(exc))  # "cell 3, line 2: %magic: why"
+            code = python_source(source)
+        try:
+            # Top-level await is allowed, as in Jupyter and in the image's executor.
+            tree = compile(code, f"<cell {number}>", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                           dont_inherit=True)
+        except SyntaxError as exc:
+            problems.append(f"cell {number}, line {exc.lineno}: {exc.msg}")
+            complete = False
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                functions.add(node.name)
+                if _decorated_as_pipeline(node):
+                    pipelines.add(node.name)
+    return NotebookFacts(frozenset(functions), frozenset(pipelines), tuple(dict.fromkeys(reqs)), tuple(problems), complete)

@@ -1,0 +1,173 @@
+"""Compile a resolved Garden into a graph of typed build steps. Pure: no subprocess, no network.
+
+Each step's key is a Merkle hash of its kind, its parameters (sorted JSON), the digests
+of its input files and its parents' keys, so a key changes exactly when something that
+can change the step's output changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+import networkx as nx
+
+from gardenbuild import __version__
+from gardenbuild.errors import GardenError
+from gardenbuild.garden import Garden
+from gardenbuild.render import ENV_TEMPLATE, GARDEN_TEMPLATE, pipelines_config
+
+PLATFORM = "x86_64-manylinux_2_36"
+
+KINDS = ("resolve", "fetch", "render", "build-image", "execute-notebook", "test", "emit-artifacts")
+
+
+class PlanError(GardenError):
+    """The plan itself is inconsistent (a cycle, two steps writing one output)."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Digests of everything outside the Gardenfile that a build reads (files, templates, runtime)."""
+
+    files: Mapping[str, str]  # garden-relative path -> sha256
+    templates: Mapping[str, str]  # template name -> sha256
+    runtime: str  # sha256 over the runtime package
+    lock: Mapping[str, Any] | None = None  # pinned resolution, when a lockfile is used
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    kind: str
+    description: str
+    params: Mapping[str, Any]
+    inputs: tuple[tuple[str, str], ...] = ()
+    outputs: tuple[str, ...] = ()
+    parents: tuple[str, ...] = ()
+    key: str = ""
+
+    def keyed(self, parent_keys: Mapping[str, str]) -> "Step":
+        payload = {
+            "kind": self.kind,
+            "params": self.params,
+            "inputs": sorted(self.inputs),
+            "parents": sorted(parent_keys[p] for p in self.parents),
+        }
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+        return Step(**{**self.__dict__, "key": hashlib.sha256(blob.encode()).hexdigest()})
+
+
+@dataclass(frozen=True)
+class Plan:
+    garden: Garden
+    graph: nx.DiGraph = field(compare=False)
+
+    def steps(self) -> Iterator[Step]:
+        """Steps in a stable topological order."""
+        for step_id in nx.lexicographical_topological_sort(self.graph, key=lambda s: KINDS.index(self.graph.nodes[s]["step"].kind)):
+            yield self.graph.nodes[step_id]["step"]
+
+    def step(self, step_id: str) -> Step:
+        return self.graph.nodes[step_id]["step"]
+
+    @property
+    def env_image(self) -> str:
+        return f"localhost/gardenbuild/env:{self.step('build-env').key[:20]}"
+
+    @property
+    def image(self) -> str:
+        return f"localhost/gardens/{self.garden.name}:{self.step('execute-notebook').key[:20]}"
+
+
+def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
+    resolve_params: dict[str, Any] = {
+        "requirements": list(garden.requirements),
+        "python": garden.python,
+        "platform": PLATFORM,
+        "indexes": list(garden.indexes),
+    }
+    if inputs.lock is not None:
+        resolve_params = {"locked": inputs.lock}
+    env_params = {
+        "base_image": garden.base_image,
+        "python": garden.python,
+        "system_packages": list(garden.system_packages),
+        "gardenbuild": __version__,
+    }
+    n_tests = sum(len(p.tests) for p in garden.pipelines)
+    return [
+        Step("resolve", "resolve", f"resolve {len(garden.requirements)} requirements for Python {garden.python}",
+             resolve_params, outputs=("requirements.lock",)),
+        Step("fetch", "fetch", "fetch wheels into the cache", {}, outputs=("wheelhouse",), parents=("resolve",)),
+        Step("render-env", "render", "render Containerfile.env", env_params,
+             inputs=(("template:" + ENV_TEMPLATE, inputs.templates[ENV_TEMPLATE]),), outputs=("Containerfile.env",)),
+        Step("build-env", "build-image", "build the environment image", {}, outputs=("image:env",),
+             parents=("render-env", "fetch")),
+        Step("render-garden", "render", "render Containerfile",
+             {"config": pipelines_config(garden), "env": list(garden.env), "labels_of": garden.meta.model_dump(mode="json"),
+              "base_image": garden.base_image, "flavor": garden.flavor.name, "python": garden.python},
+             inputs=(("template:" + GARDEN_TEMPLATE, inputs.templates[GARDEN_TEMPLATE]),),
+             outputs=("Containerfile",), parents=("build-env",)),
+        Step("execute-notebook", "execute-notebook", f"run {garden.notebook} inside the image and save its state",
+             {"notebook": garden.notebook},
+             inputs=tuple(sorted(inputs.files.items())) + (("runtime", inputs.runtime),),
+             outputs=("image:garden", "session.pkl", "metadata.json"), parents=("render-garden", "build-env")),
+        Step("test", "test", f"run {n_tests} pipeline test case(s) in the image", {},
+             outputs=("test-report.json",), parents=("execute-notebook",)),
+        Step("emit-artifacts", "emit-artifacts", "write build summary and registration artifacts", {},
+             outputs=("build.json",), parents=("execute-notebook", "test")),
+    ]
+
+
+def build_graph(steps: list[Step]) -> nx.DiGraph:
+    """Link steps by their parents, reject cycles and duplicate outputs, then key them."""
+    graph = nx.DiGraph()
+    owners: dict[str, str] = {}
+    for step in steps:
+        if step.id in graph:
+            raise PlanError(f"two steps share the id '{step.id}'")
+        for out in step.outputs:
+            if out in owners:
+                raise PlanError(f"steps '{owners[out]}' and '{step.id}' both produce '{out}'")
+            owners[out] = step.id
+        graph.add_node(step.id, step=step)
+    for step in steps:
+        for parent in step.parents:
+            if parent not in graph:
+                raise PlanError(f"step '{step.id}' depends on unknown step '{parent}'")
+            graph.add_edge(parent, step.id)
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = " -> ".join(u for u, _ in nx.find_cycle(graph))
+        raise PlanError(f"the build graph has a cycle: {cycle}")
+    keys: dict[str, str] = {}
+    for step_id in nx.topological_sort(graph):
+        keyed = graph.nodes[step_id]["step"].keyed(keys)
+        keys[step_id] = keyed.key
+        graph.nodes[step_id]["step"] = keyed
+    return graph
+
+
+def plan(garden: Garden, inputs: Inputs) -> Plan:
+    return Plan(garden, build_graph(_steps(garden, inputs)))
+
+
+def to_dot(p: Plan) -> str:
+    lines = ["digraph garden {", "  rankdir=LR;", "  node [shape=box, fontname=Helvetica];"]
+    for step in p.steps():
+        lines.append(f'  "{step.id}" [label="{step.id}\\n{step.kind} {step.key[:12]}"];')
+    for u, v in sorted(p.graph.edges):
+        lines.append(f'  "{u}" -> "{v}";')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_mermaid(p: Plan) -> str:
+    lines = ["flowchart LR"]
+    for step in p.steps():
+        lines.append(f'  {step.id.replace("-", "_")}["{step.id}<br/>{step.kind} {step.key[:12]}"]')
+    for u, v in sorted(p.graph.edges):
+        lines.append(f"  {u.replace('-', '_')} --> {v.replace('-', '_')}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,90 @@
+"""Render the two Containerfiles of a garden from the Jinja2 templates in templates/."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import jinja2
+
+from gardenbuild import __version__
+from gardenbuild.garden import Garden
+from gardenbuild.resources import data_dir
+
+VENV = "/opt/garden/venv"
+WHEELHOUSE = "/opt/gardenbuild/wheels"
+UV = "/opt/gardenbuild/uv"
+ENV_TEMPLATE = "Containerfile.env.j2"
+GARDEN_TEMPLATE = "Containerfile.j2"
+
+
+def quote(value: object) -> str:
+    """A double-quoted Containerfile string: one line, backslashes and quotes escaped."""
+    text = " ".join(str(value).split())
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["quote"] = quote
+    return env
+
+
+def template_source(name: str) -> str:
+    return (data_dir("templates") / name).read_text(encoding="utf-8")
+
+
+def labels(garden: Garden) -> dict[str, str]:
+    """OCI annotations carried by the final image; no timestamps, so builds reproduce."""
+    meta = garden.meta
+    out = {
+        "org.opencontainers.image.title": meta.title,
+        "org.opencontainers.image.description": meta.description or meta.title,
+        "org.opencontainers.image.version": meta.version,
+        "org.opencontainers.image.licenses": meta.license,
+        "org.opencontainers.image.authors": ", ".join(a.name for a in meta.authors),
+        "org.opencontainers.image.base.name": garden.base_image,
+        "dev.gardenbuild.garden": meta.name,
+        "dev.gardenbuild.python": garden.python,
+        "dev.gardenbuild.flavor": garden.flavor.name,
+        "dev.gardenbuild.pipelines": ",".join(p.name for p in garden.pipelines),
+        "dev.gardenbuild.version": __version__,
+    }
+    if meta.repository:
+        out["org.opencontainers.image.source"] = meta.repository
+    return out
+
+
+def render_env(garden: Garden) -> str:
+    return environment().get_template(ENV_TEMPLATE).render(
+        gardenbuild_version=__version__,
+        base_image=garden.base_image,
+        system_packages=garden.system_packages,
+        venv=VENV,
+        wheelhouse=WHEELHOUSE,
+        uv=UV,
+    )
+
+
+def render_garden(garden: Garden, env_image: str) -> str:
+    return environment().get_template(GARDEN_TEMPLATE).render(
+        gardenbuild_version=__version__,
+        env_image=env_image,
+        env=dict(garden.env),
+        notebook=garden.notebook,
+        labels=labels(garden),
+    )
+
+
+def pipelines_config(garden: Garden) -> str:
+    """The JSON the in-image executor reads: which pipelines to expect, with their tests."""
+    config = {"garden": garden.name, "notebook": garden.notebook, "pipelines": [p.as_json() for p in garden.pipelines]}
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"

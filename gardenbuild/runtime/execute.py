@@ -1,0 +1,428 @@
+"""Run a notebook once at image build time and save its interpreter state.
+
+    python -m gardenbuild.runtime.execute --notebook NB --config CONFIG.json --out DIR
+
+CONFIG is ``{"garden": NAME, "pipelines": [{"name", "function", "description",
+"tests": [{"input", "expected", "tolerance"}]}]}``. Code cells run in order in one fresh
+``__main__`` module with the notebook's folder as working directory (and on
+``sys.path``), as "Restart & Run All" would. On success DIR holds ``session.pkl``
+(``dill.dump_module``) and ``metadata.json``, both byte-for-byte reproducible for the
+same notebook, data and ``PYTHONHASHSEED`` (set to 0 when unset). Progress goes to
+stdout; a failure prints ``GARDENBUILD-ERROR {json}`` lines to stderr and exits 3 (2 for
+unusable arguments, config or notebook file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import inspect
+import json
+import os
+import platform
+import re
+import sys
+import time
+import traceback
+import types
+from collections.abc import Callable
+from typing import Any
+
+from gardenbuild.runtime import pipeline_info
+from gardenbuild.runtime.cells import Cell, NotebookError, UnsupportedMagic, cell_filename, read_notebook, to_python
+from gardenbuild.runtime.protocol import ERROR, EXIT_NOTEBOOK, EXIT_OK, EXIT_USAGE, format_marker
+from gardenbuild.runtime.session import (
+    SOURCES_KEY,
+    describe_exception,
+    innermost_line,
+    new_main_module,
+    register_sources,
+    type_name,
+    user_traceback,
+)
+
+__all__ = ["main"]
+
+SESSION_FILE = "session.pkl"
+METADATA_FILE = "metadata.json"
+
+
+class Failure(Exception):
+    """A build failure: the error payloads to print, and the exit code."""
+
+    def __init__(self, payloads: list[dict[str, Any]], exit_code: int = EXIT_NOTEBOOK) -> None:
+        super().__init__(payloads[0].get("message") or payloads[0].get("exception"))
+        self.payloads = payloads
+        self.exit_code = exit_code
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    def bad(message: str) -> Failure:
+        return Failure([{"kind": "usage", "message": f"{path}: {message}"}], EXIT_USAGE)
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except OSError as e:
+        raise bad(f"cannot read config ({e.strerror})") from None
+    except ValueError as e:
+        raise bad(f"not valid JSON ({e})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("garden"), str):
+        raise bad('expected {"garden": NAME, "pipelines": [...]}')
+    pipelines = config.get("pipelines", [])
+    if not isinstance(pipelines, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("function", p["name"]), str)
+        for p in pipelines
+    ):
+        raise bad('"pipelines" must be a list of {"name": ..., "function": ...} objects')
+    return config
+
+
+def _compile_cells(notebook: str, cells: list[Cell]) -> list[types.CodeType]:
+    """Every cell rewritten and compiled up front, so a typo in the last cell fails the
+    build before an hour of training in the first."""
+    codes = []
+    for cell in cells:
+        filename = cell_filename(notebook, cell.index)
+        try:
+            python = to_python(cell.source, cell=cell.index)
+            # dont_inherit: this module's `from __future__` imports must not leak in.
+            codes.append(compile(python, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True))
+        except UnsupportedMagic as e:
+            raise Failure([_cell_error(notebook, cell, e.line, describe_exception(e), f"{e}\n")]) from None
+        except SyntaxError as e:
+            text = "".join(traceback.format_exception_only(type(e), e))
+            raise Failure([_cell_error(notebook, cell, e.lineno, f"{type(e).__name__}: {e.msg}", text)]) from None
+    return codes
+
+
+def _cell_error(notebook: str, cell: Cell, line: int | None, exception: str, tb: str) -> dict[str, Any]:
+    lines = cell.source.split("\n")
+    source_line = lines[line - 1] if line and 0 < line <= len(lines) else None
+    return {
+        "kind": "cell",
+        "notebook": os.path.basename(notebook),
+        "cell": cell.index,
+        "code_cell": cell.code_index,
+        "execution_count": cell.execution_count,
+        "line": line,
+        "source_line": source_line,
+        "exception": exception,
+        "traceback": tb,
+    }
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _run_cells(notebook: str, cells: list[Cell], codes: list[types.CodeType], ns: dict[str, Any]) -> list[float]:
+    """Execute the cells in ``ns``; returns each cell's run time in seconds."""
+    seconds = []
+    for n, (cell, code) in enumerate(zip(cells, codes), start=1):
+        print(f"gardenbuild: cell {n}/{len(cells)} (notebook cell {cell.index})", file=sys.__stdout__, flush=True)
+        started = time.perf_counter()
+        try:
+            if code.co_flags & inspect.CO_COROUTINE:  # top-level await, which IPython allows
+                import asyncio
+
+                asyncio.run(eval(code, ns))
+            else:
+                exec(code, ns)
+        except BaseException as e:  # noqa: BLE001 - SystemExit/KeyboardInterrupt stop a cell too
+            line = innermost_line(e, cell_filename(notebook, cell.index))
+            raise Failure([_cell_error(notebook, cell, line, describe_exception(e), user_traceback(e))]) from None
+        finally:
+            try:  # keep the notebook's output ahead of the next progress line
+                sys.stdout.flush()
+            except Exception:  # noqa: BLE001 - a notebook may have swapped in an odd stream
+                pass
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def _decorated(ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Top-level names bound to @garden_pipeline functions, with their marker metadata."""
+    found = {}
+    for name, value in ns.items():
+        try:
+            info = pipeline_info(value) if callable(value) else None
+        except Exception:  # an odd object whose __getattr__ raises is simply not a pipeline
+            info = None
+        if info is not None:
+            found[name] = info
+    return found
+
+
+def _check_pipelines(
+    notebook: str, config: dict[str, Any], ns: dict[str, Any]
+) -> list[tuple[dict[str, Any], Callable[..., Any], dict[str, Any]]]:
+    """Each configured pipeline with its function and marker info; all problems at once."""
+    decorated = _decorated(ns)
+    found, errors = [], []
+    for spec in config.get("pipelines", []):
+        name, function = spec["name"], spec.get("function", spec["name"])
+        head = f"pipeline {name!r} names function {function!r}"
+        if function in decorated:
+            found.append((spec, ns[function], decorated[function]))
+            continue
+        if function not in ns:
+            if not decorated:
+                message = (
+                    f"{head}, which the notebook does not define (the notebook defines no @garden_pipeline functions)"
+                )
+            else:
+                close = difflib.get_close_matches(function, list(decorated), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                message = (
+                    f"{head}, which the notebook does not define; {hint}"
+                    f"@garden_pipeline functions: {', '.join(sorted(decorated))}"
+                )
+        elif callable(ns[function]):
+            message = f"{head}, which the notebook defines but does not decorate with @garden_pipeline"
+        else:
+            message = f"{head}, but {function!r} in the notebook is a {type_name(ns[function])}, not a function"
+        errors.append(
+            {
+                "kind": "pipeline",
+                "notebook": os.path.basename(notebook),
+                "pipeline": name,
+                "function": function,
+                "message": message,
+            }
+        )
+    if errors:
+        raise Failure(errors)
+    return found
+
+
+# --------------------------------------------------------------------------- saving
+
+
+class _NullWriter:
+    """A write-only sink: lets dill try to pickle a value without keeping the bytes."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def _unpicklable_variables(ns: dict[str, Any]) -> list[dict[str, str]]:
+    """The top-level variables dill cannot save on their own, tried one by one."""
+    import dill
+
+    culprits = []
+    for name, value in ns.items():
+        if (name.startswith("__") and name.endswith("__")) or isinstance(value, types.ModuleType):
+            continue
+        try:
+            dill.dump(value, _NullWriter())
+        except Exception as e:  # noqa: BLE001 - any failure to pickle is what we look for
+            culprits.append({"name": name, "type": type_name(value), "error": describe_exception(e)})
+    return culprits
+
+
+def _save_session(notebook: str, main: types.ModuleType, sources: dict[str, str], path: str) -> None:
+    import dill
+
+    ns = main.__dict__
+    # Interpreter bookkeeping, not notebook state: warnings already shown at build time.
+    ns.pop("__warningregistry__", None)
+    ns[SOURCES_KEY] = sources
+    tmp = path + ".tmp"
+    try:
+        dill.dump_module(tmp, module=main, refimported=True)
+    except Exception as e:  # noqa: BLE001 - dill raises TypeError, PicklingError, AttributeError...
+        del ns[SOURCES_KEY]
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        culprits = _unpicklable_variables(ns)
+        if culprits:
+            names = ", ".join(f"{c['name']!r} (a {c['type']})" for c in culprits)
+            message = f"the notebook's variable {names} cannot be saved with dill: {culprits[0]['error']}"
+            if len(culprits) > 1:
+                message = f"the notebook's variables {names} cannot be saved with dill"
+            hint = (
+                f"delete it in a last cell (`del {', '.join(c['name'] for c in culprits)}`); if a pipeline "
+                "needs it, create it inside the pipeline function instead of at the top level"
+            )
+        else:
+            message = f"the notebook's state cannot be saved with dill: {describe_exception(e)}"
+            hint = "look for open files, connections, locks, threads or generators held by top-level variables"
+        raise Failure(
+            [
+                {
+                    "kind": "pickle",
+                    "notebook": os.path.basename(notebook),
+                    "variables": culprits,
+                    "exception": describe_exception(e),
+                    "message": message,
+                    "hint": hint,
+                }
+            ]
+        ) from None
+    del ns[SOURCES_KEY]
+    os.replace(tmp, path)
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _stable_repr(value: Any) -> str:
+    """repr without memory addresses, which differ from run to run."""
+    return _ADDRESS.sub("", repr(value))
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` if it is plain JSON data (so the metadata can carry it), else None."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
+def _annotation(annotation: Any) -> str | None:
+    if annotation is inspect.Parameter.empty:
+        return None
+    return annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+
+
+def _describe_pipeline(spec: dict[str, Any], func: Callable[..., Any], info: dict[str, Any]) -> dict[str, Any]:
+    try:
+        sig: inspect.Signature | None = inspect.signature(func)
+    except (TypeError, ValueError):
+        sig = None
+    parameters = []
+    for p in sig.parameters.values() if sig else ():
+        entry: dict[str, Any] = {
+            "name": p.name,
+            "kind": p.kind.name.lower(),
+            "annotation": _annotation(p.annotation),
+            "required": p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD),
+        }
+        if p.default is not p.empty:
+            entry["default"] = _json_value(p.default)
+            entry["default_repr"] = _stable_repr(p.default)
+        parameters.append(entry)
+    doc = getattr(func, "__doc__", None)
+    extra = {k: v if _json_value(v) is not None else _stable_repr(v) for k, v in info.items() if k != "name"}
+    return {
+        "name": spec["name"],
+        "function": spec.get("function", spec["name"]),
+        "decorator": {"name": info.get("name"), **extra},
+        "signature": _ADDRESS.sub("", str(sig)) if sig else None,
+        "parameters": parameters,
+        "return_annotation": _annotation(sig.return_annotation) if sig else None,
+        "docstring": inspect.cleandoc(doc) if isinstance(doc, str) else None,
+        "description": spec.get("description") or info.get("description"),
+        "tests": spec.get("tests", []),
+    }
+
+
+def _write_metadata(path: str, metadata: dict[str, Any]) -> None:
+    text = json.dumps(metadata, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build(notebook: str, config_path: str, out: str) -> None:
+    """Run ``notebook`` and write the session and metadata into ``out``; raises `Failure`."""
+    import dill  # checked first: a missing dill is an image problem, not the notebook's
+
+    # As given (relative to the build's working directory, the image's WORKDIR): `call`
+    # finds the notebook's folder from it, and it holds no machine-specific prefix.
+    notebook_path = notebook if os.path.isabs(notebook) else os.path.normpath(notebook).replace(os.sep, "/")
+    notebook, config_path, out = (os.path.abspath(p) for p in (notebook, config_path, out))
+    config = _load_config(config_path)
+    try:
+        cells = read_notebook(notebook)
+    except (OSError, NotebookError) as e:
+        raise Failure([{"kind": "usage", "message": str(e)}], EXIT_USAGE) from None
+    # A failed build must not leave an earlier build's outputs looking current.
+    os.makedirs(out, exist_ok=True)
+    for name in (SESSION_FILE, METADATA_FILE):
+        if os.path.exists(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+    codes = _compile_cells(notebook, cells)
+    sources = {cell_filename(notebook, c.index): c.source for c in cells}
+    register_sources(sources)
+
+    folder = os.path.dirname(notebook)
+    os.chdir(folder)
+    sys.path.insert(0, folder)  # as Jupyter does: modules beside the notebook import
+    sys.argv = [notebook]
+    main = new_main_module()
+
+    started = time.perf_counter()
+    seconds = _run_cells(notebook, cells, codes, main.__dict__)
+    ran = time.perf_counter() - started
+    slowest = sorted(zip(seconds, cells), key=lambda sc: -sc[0])[:3]
+    detail = ", ".join(f"cell {c.index} {s:.2f} s" for s, c in slowest)
+    print(
+        f"gardenbuild: ran {len(cells)} code cells in {ran:.2f} s" + (f" (slowest: {detail})" if detail else ""),
+        file=sys.__stdout__,
+        flush=True,
+    )
+
+    found = _check_pipelines(notebook, config, main.__dict__)
+    started = time.perf_counter()
+    session_path = os.path.join(out, SESSION_FILE)
+    _save_session(notebook, main, sources, session_path)
+    print(
+        f"gardenbuild: saved session ({os.path.getsize(session_path) / 1e3:.1f} kB) "
+        f"in {time.perf_counter() - started:.2f} s",
+        file=sys.__stdout__,
+        flush=True,
+    )
+    metadata = {
+        "garden": config["garden"],
+        "notebook": os.path.basename(notebook),
+        "notebook_path": notebook_path,
+        "python": platform.python_version(),
+        "dill": dill.__version__,
+        "hash_seed": os.environ.get("PYTHONHASHSEED"),
+        "pipelines": [_describe_pipeline(spec, func, info) for spec, func, info in found],
+        "decorated": sorted(_decorated(main.__dict__)),
+    }
+    _write_metadata(os.path.join(out, METADATA_FILE), metadata)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gardenbuild.runtime.execute", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--notebook", required=True, help="the .ipynb to run")
+    parser.add_argument("--config", required=True, help="JSON: garden name and expected pipelines")
+    parser.add_argument("--out", required=True, help="folder for session.pkl and metadata.json")
+    args = parser.parse_args(argv)
+    # Markers and progress go to the process's real streams, whatever the notebook
+    # does to sys.stdout/sys.stderr.
+    err = sys.__stderr__
+    try:  # build logs should interleave notebook prints and progress in order
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    except AttributeError:
+        pass
+    try:
+        build(args.notebook, args.config, args.out)
+    except Failure as failure:
+        sys.stdout.flush()
+        for payload in failure.payloads:
+            print(format_marker(ERROR, payload), file=err, flush=True)
+        return failure.exit_code
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    if "PYTHONHASHSEED" not in os.environ:
+        # Set and choose the seed before the interpreter starts: the only way to make
+        # set/dict-of-str ordering, and so the session bytes, reproducible.
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    # Run as the importable module, not as __main__: the notebook gets __main__.
+    from gardenbuild.runtime.execute import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,194 @@
+"""The raw Gardenfile model: a pydantic mirror of the TOML, nothing filled in.
+
+Every table forbids unknown keys so typos surface; defaults that depend on a flavor are
+left as None here and filled by `gardenbuild.load.resolve`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+SLUG = r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$"
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+PEP508_EXAMPLE = "(write e.g. 'numpy>=1.26')"
+ORCID = re.compile(r"^(?:https://orcid\.org/)?(\d{4}-\d{4}-\d{4}-\d{3}[\dX])$")
+DOI = re.compile(r"^(?:https://doi\.org/)?(10\.\d{4,9}/\S+)$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _orcid_checksum_ok(digits: str) -> bool:
+    """ISO 7064 11,2 check digit, as ORCID defines it."""
+    total = 0
+    for ch in digits[:-1]:
+        total = (total + int(ch)) * 2
+    check = (12 - total % 11) % 11
+    return digits[-1] == ("X" if check == 10 else str(check))
+
+
+class Author(Strict):
+    name: str = Field(min_length=1)
+    orcid: str | None = None
+    affiliation: str | None = None
+
+    @field_validator("orcid")
+    @classmethod
+    def _orcid(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        m = ORCID.match(value)
+        if not m:
+            raise ValueError(f"'{value}' is not an ORCID iD (expected 0000-0000-0000-0000)")
+        if not _orcid_checksum_ok(m.group(1).replace("-", "")):
+            raise ValueError(f"'{value}' fails the ORCID checksum; check for a typo")
+        return m.group(1)
+
+
+def _doi(value: str | None) -> str | None:
+    if value is None:
+        return None
+    m = DOI.match(value)
+    if not m:
+        raise ValueError(f"'{value}' is not a DOI (expected 10.NNNN/suffix)")
+    return m.group(1)
+
+
+class Paper(Strict):
+    title: str = Field(min_length=1)
+    doi: str | None = None
+    url: str | None = None
+    authors: tuple[str, ...] = ()
+    citation: str | None = None
+
+    _check_doi = field_validator("doi")(classmethod(lambda cls, v: _doi(v)))
+
+
+class Dataset(Strict):
+    title: str = Field(min_length=1)
+    doi: str | None = None
+    url: str | None = None
+
+    _check_doi = field_validator("doi")(classmethod(lambda cls, v: _doi(v)))
+
+
+class GardenMeta(Strict):
+    name: str = Field(pattern=SLUG, max_length=63)
+    title: str = Field(min_length=1)
+    description: str = ""
+    authors: tuple[Author, ...] = Field(min_length=1)
+    version: str = "0.1.0"
+    license: str = Field(min_length=1)
+    keywords: tuple[str, ...] = ()
+    repository: str | None = None
+    papers: tuple[Paper, ...] = ()
+    datasets: tuple[Dataset, ...] = ()
+
+    @field_validator("license")
+    @classmethod
+    def _spdx(cls, value: str) -> str:
+        from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
+
+        try:
+            return str(canonicalize_license_expression(value))
+        except InvalidLicenseExpression:
+            raise ValueError(f"'{value}' is not an SPDX license identifier (e.g. MIT, Apache-2.0, CC-BY-4.0)") from None
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            Version(value)
+        except InvalidVersion:
+            raise ValueError(f"'{value}' is not a version number (e.g. 1.0.0)") from None
+        return value
+
+
+def _pep508(value: str) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        Requirement(value)
+    except InvalidRequirement:
+        # packaging's reason ("Expected semicolon ... or end", plus a caret line) helps less than an example.
+        raise ValueError(f"'{value}' is not a PEP 508 requirement {PEP508_EXAMPLE}") from None
+    return value
+
+
+def _debian_package(value: str) -> str:
+    if not re.match(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$", value):
+        raise ValueError(f"'{value}' is not a Debian package name (lowercase, e.g. libgomp1 or libgl1=1.6.0-1)")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
+        raise ValueError(f"'{value}' is not an environment variable name (letters, digits and '_', not starting with a digit)")
+    return value
+
+
+# Checked one item at a time, so every bad entry is reported with its own index or key.
+RequirementText = Annotated[str, AfterValidator(_pep508)]
+PackageName = Annotated[str, AfterValidator(_debian_package)]
+EnvVarName = Annotated[str, AfterValidator(_env_name)]
+
+
+class Environment(Strict):
+    python: str = "3.11"
+    flavor: str = "base"
+    requirements: tuple[RequirementText, ...] = ()
+    requirements_file: str | None = None
+    system_packages: tuple[PackageName, ...] = ()
+    env: dict[EnvVarName, str] = Field(default_factory=dict)
+    base_image: str | None = None
+
+    @field_validator("python", mode="before")
+    @classmethod
+    def _python(cls, value: Any) -> Any:
+        if isinstance(value, float):  # python = 3.11 written without quotes
+            # 3.10 unquoted is the float 3.1; say what the user most likely meant.
+            meant = "3.10" if value == 3.1 else str(value)
+            raise ValueError(f"write the version as a string: python = \"{meant}\"")
+        if isinstance(value, str) and value not in SUPPORTED_PYTHONS:
+            raise ValueError(f"Python '{value}' is not supported; choose one of {', '.join(SUPPORTED_PYTHONS)}")
+        return value
+
+
+class TestCase(Strict):
+    input: dict[str, Any]
+    expected: Any
+    tolerance: float = Field(default=1e-6, ge=0)
+
+
+class Pipeline(Strict):
+    name: str = Field(pattern=IDENTIFIER)
+    function: str | None = Field(default=None, pattern=IDENTIFIER)
+    description: str = ""
+    test: tuple[TestCase, ...] = ()
+
+
+class Publish(Strict):
+    registry: str | None = None
+    globus: bool = False
+    doi: bool = False
+    datacite_prefix: str | None = None
+    datacite_test: bool = True
+
+
+class Gardenfile(Strict):
+    """The whole `Gardenfile.toml`."""
+
+    notebook: str = Field(min_length=1)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    garden: GardenMeta
+    environment: Environment = Field(default_factory=Environment)
+    pipeline: tuple[Pipeline, ...] = Field(min_length=1)
+    publish: Publish = Field(default_factory=Publish)

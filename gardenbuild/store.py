@@ -1,0 +1,107 @@
+"""The content-addressed step store: one record per step key, written atomically.
+
+Layout under the cache root (``$GARDENBUILD_CACHE``, default the user cache dir):
+``steps/<aa>/<key>.json`` records, ``wheels/`` (see `gardenbuild.deps.WheelStore`),
+``resolve/`` resolution results, ``locks/`` lock files. A record appears all at once
+(write to a temporary file, fsync, rename), so a killed build never leaves a partial
+entry, and a file lock serialises builds of the same garden.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from filelock import FileLock, Timeout
+
+from gardenbuild.errors import UserError
+
+
+def default_root() -> Path:
+    env = os.environ.get("GARDENBUILD_CACHE")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("gardenbuild"))
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    kind: str
+    data: dict[str, Any]
+    size: int
+
+
+class StepStore:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else default_root()
+
+    def _path(self, key: str) -> Path:
+        return self.root / "steps" / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            record = json.loads(self._path(key).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return record if record.get("key") == key else None
+
+    def put(self, key: str, kind: str, data: dict[str, Any]) -> None:
+        record = {"key": key, "kind": kind, **data}
+        atomic_write(self._path(key), json.dumps(record, indent=1, sort_keys=True).encode())
+
+    def remove(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def entries(self) -> Iterator[Entry]:
+        for path in sorted((self.root / "steps").glob("*/*.json")):
+            try:
+                record = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                continue
+            yield Entry(record.get("key", path.stem), record.get("kind", "?"), record, path.stat().st_size)
+
+    @contextmanager
+    def lock(self, name: str, timeout: float = 600) -> Iterator[None]:
+        """Hold an exclusive lock named `name` (e.g. a garden) across processes."""
+        path = self.root / "locks" / f"{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(str(path), timeout=timeout):
+                yield
+        except Timeout:
+            raise UserError(f"another gardenbuild process has been building '{name}' for {timeout:.0f}s",
+                            hint=f"wait for it, or remove {path} if no build is running") from None
+
+    def scratch(self) -> Path:
+        """A fresh temporary folder inside the store (same filesystem, so hard links work)."""
+        base = self.root / "tmp"
+        base.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=base))
+
+    @staticmethod
+    def discard(path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)

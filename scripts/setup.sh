@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install everything gardenbuild needs on Debian/Ubuntu, idempotently and without prompts:
+# the container tools from apt, then gardenbuild itself (with its test and publish extras)
+# into ./.venv. Safe to run again; a second run does almost nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+APT_PACKAGES=(buildah skopeo debootstrap docker-registry python3-venv python3-pip)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  python3 -m venv .venv
+fi
+if [ ! -x .venv/bin/uv ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check uv
+fi
+echo "==> installing gardenbuild into .venv"
+.venv/bin/uv pip install -q --python .venv/bin/python -e '.[publish,test]'

@@ -1,0 +1,48 @@
+"""Shared fixtures: where the fixture gardens live, and a way to run the CLI in-process."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gardenbuild.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+#: The gardens every front-end command must handle: the shipped example and the fixtures.
+GARDENS = {
+    "solubility": REPO / "examples" / "solubility",
+    "torch_garden": REPO / "tests" / "fixtures" / "gardens" / "torch_garden",
+    "tf_garden": REPO / "tests" / "fixtures" / "gardens" / "tf_garden",
+}
+
+
+@pytest.fixture
+def gardens() -> dict[str, Path]:
+    """GARDENS, for tests parametrized by garden name."""
+    return dict(GARDENS)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``gardenbuild ARGS`` in-process; return (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def garden_copy(tmp_path):
+    """A writable copy of one of GARDENS, by name."""
+
+    def copy(name: str) -> Path:
+        dest = tmp_path / name
+        shutil.copytree(GARDENS[name], dest, ignore=shutil.ignore_patterns(".gardenbuild", ".ipynb_checkpoints"))
+        return dest
+
+    return copy
