@@ -75,9 +75,9 @@ Binary::apt::APT::Keep-Downloaded-Packages "false";
 """
 
 
-def base_ref(python: str) -> str:
+def base_ref(python: str, repository: str = BASE_REPOSITORY) -> str:
     """The local image name for a Python minor version: ``localhost/gardenbuild/python:3.11``."""
-    return f"{BASE_REPOSITORY}:{normalize_python(python)}"
+    return f"{repository}:{normalize_python(python)}"
 
 
 def normalize_python(python: str) -> str:
@@ -178,7 +178,8 @@ def _quote(value: str) -> str:
 
 
 def bootstrap(python: str, *, buildah: Buildah, reporter: Reporter, workdir: Path | None = None,
-              force: bool = False, mirror: str | None = None, cache_dir: Path | None = None) -> str:
+              force: bool = False, mirror: str | None = None, cache_dir: Path | None = None,
+              repository: str = BASE_REPOSITORY) -> str:
     """Make ``localhost/gardenbuild/python:X.Y`` (if absent, or ``force``); return its name.
 
     Takes under a minute: debootstrap from the host's Debian mirror (``cache_dir`` keeps the
@@ -188,7 +189,7 @@ def bootstrap(python: str, *, buildah: Buildah, reporter: Reporter, workdir: Pat
     """
     version = normalize_python(python)
     suite = suite_for(version)
-    ref = base_ref(version)
+    ref = base_ref(version, repository)
     old_id = buildah.image_id(ref)
     if old_id is not None and not force:
         reporter.info(f"{ref} already exists")

@@ -154,14 +154,16 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
-def _image_of(args: argparse.Namespace) -> str:
+def _built(args: argparse.Namespace) -> dict[str, Any]:
+    """The last build's summary; calling a pipeline needs no Gardenfile validation."""
     from gardenbuild.build import last_build
+    from gardenbuild.load import find_gardenfile
 
-    garden = _load(args)
-    summary = last_build(garden.root)
+    root = find_gardenfile(Path(args.dir)).parent
+    summary = last_build(root)
     if summary is None:
-        raise UserError(f"{garden.name} has not been built yet", hint=f"run: gardenbuild build {args.dir}")
-    return summary["image"]
+        raise UserError(f"{root} has not been built yet", hint=f"run: gardenbuild build {args.dir}")
+    return summary
 
 
 def _read_input(args: argparse.Namespace) -> bytes:
@@ -184,11 +186,11 @@ def _read_input(args: argparse.Namespace) -> bytes:
 def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.call import call_pipeline
 
-    garden = _load(args)
-    if args.pipeline not in {p.name for p in garden.pipelines}:
-        raise UserError(f"{garden.name} has no pipeline '{args.pipeline}'",
-                        hint=f"pipelines: {', '.join(p.name for p in garden.pipelines)}")
-    outcome = call_pipeline(_backend(reporter), _image_of(args), args.pipeline, _read_input(args))
+    built = _built(args)
+    if args.pipeline not in built["pipelines"]:
+        raise UserError(f"{built['garden']} has no pipeline '{args.pipeline}'",
+                        hint=f"pipelines: {', '.join(built['pipelines'])}")
+    outcome = call_pipeline(_backend(reporter), built["image"], args.pipeline, _read_input(args))
     emit(args, {"pipeline": args.pipeline, "result": outcome.result, "timings": outcome.timings},
          json.dumps(outcome.result))
     reporter.info(f"(container {outcome.timings['container_s']:.2f} s, session load {outcome.timings['load_s']:.2f} s, "
@@ -200,7 +202,7 @@ def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
 def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.call import run_tests
 
-    cases = run_tests(_backend(reporter), _image_of(args))
+    cases = run_tests(_backend(reporter), _built(args)["image"])
     for case in cases:
         mark = "PASS" if case["passed"] else "FAIL"
         line = f"{mark} {case['pipeline']}[{case['index']}]  expected {case['expected']}  got {case['actual']}"
