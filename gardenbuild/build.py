@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gardenbuild import __version__
+from gardenbuild.buildah import image_in_storage
 from gardenbuild.call import run_tests
 from gardenbuild.deps import PinnedWheel, Target, WheelStore, find_uv, lock_text, resolve
 from gardenbuild.digests import runtime_files
+from gardenbuild.explain import snapshot
 from gardenbuild.errors import BackendError, BuildError, NotebookError
 from gardenbuild.plan import PLATFORM, Plan, Step
 from gardenbuild.render import UV, WHEELHOUSE, pipelines_config, render_env, render_garden
@@ -60,21 +62,27 @@ class BuildResult:
         }
 
 
+# Hints for executor errors that carry none of their own.
+_HINTS = {
+    "pipeline": "mark each pipeline's function in the notebook: `from gardenbuild import garden_pipeline`, "
+                "then `@garden_pipeline` on the line above its `def`",
+}
+
+
 def notebook_error(log: str, notebook: str) -> NotebookError | None:
-    """Turn the executor's GARDENBUILD-ERROR marker in a build log into a readable error."""
+    """Turn the executor's GARDENBUILD-ERROR markers in a build log into one readable error."""
     _, errors = parse_markers(log)
     if not errors:
         return None
     err = errors[-1]
-    kind = err.get("kind")
-    if kind == "cell":
+    if err.get("kind") == "cell":
         where = f"{notebook} cell {err.get('cell')}, line {err.get('line')}"
         source = (err.get("source_line") or "").strip()
         message = f"{where}: {err.get('exception')}" + (f"\n  {err.get('line')} | {source}" if source else "")
         return NotebookError(message, hint="fix the cell (it must run top to bottom with Restart & Run All), then build again")
-    if kind == "pickle":
-        return NotebookError(err.get("message", "the notebook state cannot be saved"), hint=err.get("hint"))
-    return NotebookError(err.get("message", str(err)), hint=err.get("hint"))
+    messages = [e.get("message", str(e)) for e in errors]
+    hints = list(dict.fromkeys(e.get("hint") or _HINTS.get(e.get("kind"), "") for e in errors))
+    return NotebookError("\n".join(messages), hint=" ".join(h for h in hints if h) or None)
 
 
 class Builder:
@@ -107,13 +115,18 @@ class Builder:
         if record is None:
             return None
         image = record.get("image")
-        if image and self.backend.image_id(image) != record.get("image_id"):
-            return None  # the image was removed or retagged since
+        if image:
+            present = image_in_storage(record["image_id"], image)
+            if present is None:  # storage not readable: ask buildah
+                present = self.backend.image_id(image) == record["image_id"]
+            if not present:
+                return None  # the image was removed or retagged since
         return record
 
     def run(self) -> BuildResult:
         self.out.mkdir(parents=True, exist_ok=True)
         result = BuildResult(self.garden.name, self.plan.image, "", self.plan.env_image, self.out)
+        memory = self.store.remembered(self.garden.name, self.garden.root)
         with self.store.lock(f"garden-{self.garden.name}"):
             for step in self.plan.steps():
                 started = time.monotonic()
@@ -125,6 +138,9 @@ class Builder:
                     self.store.put(step.key, step.kind, record)
                 self.records[step.id] = record
                 self._write_outputs(step, record)
+                if memory.get(step.id, {}).get("key") != step.key:
+                    memory[step.id] = snapshot(step)
+                    self.store.remember(self.garden.name, self.garden.root, memory)
                 result.steps.append(StepResult(step.id, step.kind, step.key, cached, round(time.monotonic() - started, 3)))
         result.image_id = self.records["execute-notebook"]["image_id"]
         result.tests = self.records["test"]["cases"]
@@ -220,8 +236,8 @@ class Builder:
             (self.out / "test-report.json").write_text(report)
             names = ", ".join(f"{c['pipeline']}[{c['index']}]" for c in failed)
             raise BuildError(f"{len(failed)} of {len(cases)} pipeline test(s) failed: {names}",
-                             hint=f"the image {self.plan.image} is built; try it with `gardenbuild run`; "
-                                  f"details in {self.out / 'test-report.json'}")
+                             hint=f"fix the pipeline or the test's expected values in {self.garden.gardenfile.name}, "
+                                  f"then build again; details in {self.out / 'test-report.json'}")
         return {"cases": cases, "files": {"test-report.json": report}}
 
     def _emit(self, step: Step) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 `Buildah` is a narrow wrapper around the ``buildah`` CLI. Long commands (``bud``,
 ``push``) stream their output line by line to ``reporter.log`` and, when they fail,
-raise a `BuildahError` carrying the command, the last lines of output and the whole log.
+raise a `CommandError` carrying the command, the last lines of output and the whole log.
 
 Two facts about buildah 1.28 with ``--isolation chroot`` (the only isolation that works
 on hosts whose cgroups are in hybrid mode, where crun refuses to start) shape this module:
@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -43,8 +44,8 @@ Volume = tuple[Path | str, str, str]
 """A bind mount: (host path, path in the container, options such as ``"ro"``)."""
 
 
-class BuildahError(BackendError):
-    """A buildah command failed. ``log`` holds its whole output, ``log_tail`` the end."""
+class CommandError(BackendError):
+    """An outside command (buildah, debootstrap) failed. ``log`` holds its whole output, ``log_tail`` the end."""
 
     def __init__(self, message: str, command: list[str], log: str = "", returncode: int | None = None,
                  hint: str | None = None, tail_lines: int = TAIL_LINES) -> None:
@@ -130,21 +131,24 @@ def stream(argv: Sequence[str], *, reporter: Reporter, what: str, env: Mapping[s
            on_line: Callable[[str], None] | None = None, hint: str | None = None) -> list[str]:
     """Run ``argv``, sending each line of its merged stdout/stderr to ``reporter.log``.
 
-    Returns all lines. On a non-zero exit raises `BuildahError` ("<what> failed") with the
+    Returns all lines. On a non-zero exit raises `CommandError` ("<what> failed") with the
     tail and the whole log. On KeyboardInterrupt (or any error while reading) the child is
     terminated and waited for before the exception propagates.
     """
     argv = [str(a) for a in argv]
     lines: list[str] = []
     try:
+        # Own process group: on interrupt we stop buildah *and* what it runs (a chroot RUN
+        # step outlives a terminated buildah otherwise).
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=None if env is None else dict(env), cwd=cwd, preexec_fn=preexec_fn)
+                                env=None if env is None else dict(env), cwd=cwd, preexec_fn=preexec_fn,
+                                start_new_session=True)
     except FileNotFoundError as exc:
         if exc.filename != argv[0]:
             raise
         raise ToolMissingError(f"{Path(argv[0]).name} is not installed", hint=hint) from None
     except subprocess.SubprocessError as exc:  # the preexec_fn failed (e.g. no CAP_SYS_ADMIN)
-        raise BuildahError(f"{what} could not start: {exc}", argv,
+        raise CommandError(f"{what} could not start: {exc}", argv,
                            hint="a build without network needs root (it runs in a new network namespace)") from None
     try:
         assert proc.stdout is not None
@@ -162,20 +166,28 @@ def stream(argv: Sequence[str], *, reporter: Reporter, what: str, env: Mapping[s
         if proc.stdout is not None:
             proc.stdout.close()
     if returncode != 0:
-        raise BuildahError(f"{what} failed", argv, "\n".join(lines), returncode)
+        raise CommandError(f"{what} failed", argv, "\n".join(lines), returncode)
     return lines
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """Ask a child to stop, then insist; buildah cleans up its containers on SIGTERM."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
+    """Stop a child started by `stream` and everything in its process group.
+
+    SIGTERM first (buildah then removes its build container), SIGKILL for stragglers.
+    """
+    def signal_group(sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    signal_group(signal.SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        pass
+    signal_group(signal.SIGKILL)
+    proc.wait()
 
 
 _BUILDAH_RUN_NOISE = re.compile(rb"(?:subprocess exited (?:with status \d+|on \w+)\n)+Error: exit status \d+\n\Z")
@@ -222,9 +234,12 @@ class Buildah:
 
     # -- plumbing
 
-    @property
-    def path(self) -> str:
-        """The buildah executable; looked up once, on first use."""
+    def require(self) -> str:
+        """The buildah executable's path; looked up once, on first use.
+
+        Raises `ToolMissingError` when it is not installed. Command lines keep the name
+        as given (``buildah bud ...``) so that errors show what a user would type.
+        """
         if self._path is None:
             found = shutil.which(self.executable)
             if found is None:
@@ -246,13 +261,14 @@ class Buildah:
         return [f"--network={network}"], None
 
     def _capture(self, *args: str, stdin: bytes | None = None, what: str | None = None) -> subprocess.CompletedProcess:
-        """Run a short buildah command, capture its output, raise `BuildahError` if it fails."""
-        argv = [self.path, *args]
+        """Run a short buildah command, capture its output, raise `CommandError` if it fails."""
+        self.require()
+        argv = [self.executable, *args]
         proc = subprocess.run(argv, input=stdin, capture_output=True,
                               stdin=None if stdin is not None else subprocess.DEVNULL)
         if proc.returncode != 0:
             log = proc.stderr.decode("utf-8", "replace") or proc.stdout.decode("utf-8", "replace")
-            raise BuildahError(f"{what or 'buildah ' + args[0]} failed", argv, log, proc.returncode)
+            raise CommandError(f"{what or 'buildah ' + args[0]} failed", argv, log, proc.returncode)
         return proc
 
     def bud_argv(self, containerfile: Path, context: Path, *, volumes: Sequence[Volume] = (),
@@ -260,7 +276,7 @@ class Buildah:
                  layers: bool = True, timestamp: int | None = 0, network_flags: Sequence[str] = (),
                  no_cache: bool = False, pull: str = "never", iidfile: Path | None = None) -> list[str]:
         """The ``buildah bud`` command line (pure; no tag: `bud` tags only after success)."""
-        argv = [self.path, "bud", "--isolation", self.isolation, f"--pull={pull}",
+        argv = [self.executable, "bud", "--isolation", self.isolation, f"--pull={pull}",
                 "--identity-label=false"]  # no buildah version label: digests survive buildah upgrades
         if layers:
             argv.append("--layers")
@@ -289,7 +305,10 @@ class Buildah:
 
         The image is built untagged and ``tag`` is applied only once the build succeeded, so
         a failed or interrupted build never moves the tag. ``network="none"`` gives RUN steps
-        a private network namespace with only loopback.
+        a private network namespace with only loopback (with chroot isolation buildah itself
+        runs in it, so it cannot pull either). Volume *contents* are not part of buildah's
+        layer cache key: declare an ARG (or ENV/LABEL) holding their digest before the RUN
+        that reads them, or a changed volume reuses a stale layer.
         """
         net_flags, preexec = self._network(network)
         with tempfile.TemporaryDirectory(prefix="gardenbuild-bud-") as tmp:
@@ -297,6 +316,7 @@ class Buildah:
             argv = self.bud_argv(containerfile, context, volumes=volumes, build_args=build_args, labels=labels,
                                  layers=layers, timestamp=timestamp, network_flags=net_flags,
                                  no_cache=no_cache, pull=pull, iidfile=iidfile)
+            self.require()
             stream(argv, reporter=self.reporter, what="buildah bud", preexec_fn=preexec, hint=BUILDAH_HINT)
             image_id = _bare_id(iidfile.read_text())
         if tag:
@@ -305,13 +325,26 @@ class Buildah:
 
     # -- running
 
+    def run_argv(self, container: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                 volumes: Sequence[Volume] = (), workdir: str | None = None, network_flags: Sequence[str] = (),
+                 user: str | None = None) -> list[str]:
+        """The ``buildah run`` command line for an existing working container (pure)."""
+        cmd = [self.executable, "run", "--isolation", self.isolation, *network_flags,
+               *_pairs("--env", env or {}), *volume_args(volumes)]
+        if workdir:
+            cmd += ["--workingdir", workdir]
+        if user:
+            cmd += ["--user", user]
+        return cmd + [container, "--", *argv]
+
     def run(self, image: str, argv: Sequence[str], *, stdin: bytes | None = None, env: Mapping[str, str] | None = None,
             volumes: Sequence[Volume] = (), workdir: str | None = None, network: str | None = "none",
-            user: str | None = None, pull: str = "never") -> RunResult:
+            user: str | None = None, timeout: float | None = None, pull: str = "never") -> RunResult:
         """Run ``argv`` in a fresh container from ``image``; the container is removed afterwards.
 
-        ``user=None`` keeps the image's USER. A non-zero exit is a result, not an error;
-        a failure to create or start the container raises `BuildahError`.
+        ``user=None`` keeps the image's USER. A non-zero exit is a result, not an error
+        (buildah reports a command killed by a signal as exit code 1). A failure to create
+        the container, or ``timeout`` seconds passing, raises `CommandError`.
         """
         if not argv:
             raise ValueError("run() needs a command")
@@ -320,23 +353,27 @@ class Buildah:
         name = f"gardenbuild-run-{secrets.token_hex(6)}"
         self._capture("from", f"--pull={pull}", "--quiet", "--name", name, image, what=f"buildah from {image}")
         try:
-            cmd = [self.path, "run", "--isolation", self.isolation, *net_flags, *_pairs("--env", env or {}),
-                   *volume_args(volumes)]
-            if workdir:
-                cmd += ["--workingdir", workdir]
-            if user:
-                cmd += ["--user", user]
-            cmd += [name, "--", *argv]
-            proc = subprocess.run(cmd, input=stdin, capture_output=True, preexec_fn=preexec,
-                                  stdin=None if stdin is not None else subprocess.DEVNULL)
+            cmd = self.run_argv(name, argv, env=env, volumes=volumes, workdir=workdir, network_flags=net_flags, user=user)
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec,
+                                    start_new_session=True)
+            try:
+                stdout, stderr = proc.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _stop(proc)
+                raise CommandError(f"{argv[0]} in {image} timed out after {timeout:g} s", cmd) from None
+            except BaseException:
+                _stop(proc)
+                raise
         finally:
             self._remove_container(name)
-        stderr = strip_run_noise(proc.stderr) if proc.returncode else proc.stderr
-        return RunResult(proc.returncode, proc.stdout, stderr, time.perf_counter() - start)
+        if proc.returncode:
+            stderr = strip_run_noise(stderr)
+        return RunResult(proc.returncode, stdout, stderr, time.perf_counter() - start)
 
     def _remove_container(self, name: str) -> None:
         """Remove a working container; a failure is worth a warning, never an exception."""
-        proc = subprocess.run([self.path, "rm", name], capture_output=True, stdin=subprocess.DEVNULL)
+        proc = subprocess.run([self.executable, "rm", name], capture_output=True, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             self.reporter.warn(f"could not remove container {name}: {proc.stderr.decode(errors='replace').strip()}")
 
@@ -348,14 +385,15 @@ class Buildah:
 
     def image_id(self, ref: str) -> str | None:
         """The id of image ``ref``, or None when there is no such image."""
-        argv = [self.path, "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref]
+        self.require()
+        argv = [self.executable, "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref]
         proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL)
         if proc.returncode == 0:
             return proc.stdout.decode().strip()
         err = proc.stderr.decode("utf-8", "replace")
         if "image not known" in err or "no such image" in err.lower():
             return None
-        raise BuildahError(f"buildah inspect {ref} failed", argv, err, proc.returncode)
+        raise CommandError(f"buildah inspect {ref} failed", argv, err, proc.returncode)
 
     def exists(self, ref: str) -> bool:
         return self.image_id(ref) is not None
@@ -395,10 +433,11 @@ class Buildah:
         """Push ``ref`` to ``dest`` (e.g. ``docker://host/name:tag``); return the pushed manifest digest."""
         with tempfile.TemporaryDirectory(prefix="gardenbuild-push-") as tmp:
             dfile = Path(digestfile) if digestfile is not None else Path(tmp) / "digest"
-            argv = [self.path, "push", f"--tls-verify={'true' if tls_verify else 'false'}", "--digestfile", str(dfile)]
+            argv = [self.executable, "push", f"--tls-verify={'true' if tls_verify else 'false'}", "--digestfile", str(dfile)]
             if authfile is not None:
                 argv += ["--authfile", str(authfile)]
             argv += [ref, dest]
+            self.require()
             stream(argv, reporter=self.reporter, what="buildah push", hint=BUILDAH_HINT)
             return dfile.read_text().strip()
 
@@ -407,3 +446,52 @@ def _bare_id(text: str) -> str:
     """An image id without its ``sha256:`` prefix."""
     text = text.strip()
     return text.split(":", 1)[1] if text.startswith("sha256:") else text
+
+
+# --- reading local storage without running buildah ---------------------------------------
+
+STORAGE_CONF = (Path("/etc/containers/storage.conf"), Path("/usr/share/containers/storage.conf"))
+
+
+def _storage_images_json() -> Path:
+    """Where containers/storage keeps its image list (root's storage, as buildah uses it here)."""
+    import tomllib
+
+    graphroot, driver = "/var/lib/containers/storage", "overlay"
+    for conf in STORAGE_CONF:
+        try:
+            storage = tomllib.loads(conf.read_text()).get("storage", {})
+        except (OSError, ValueError):
+            continue
+        graphroot = storage.get("graphroot", graphroot)
+        driver = storage.get("driver", driver) or driver
+        break
+    return Path(graphroot) / f"{driver}-images" / "images.json"
+
+
+def _stored_images() -> list[dict] | None:
+    try:
+        return json.loads(_storage_images_json().read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def digest_in_storage(digest: str) -> bool | None:
+    """Is an image with manifest digest `digest` in local storage? None if unknown."""
+    images = _stored_images()
+    return None if images is None else any(image.get("digest") == digest for image in images)
+
+
+def image_in_storage(image_id: str, name: str | None = None) -> bool | None:
+    """Is image `image_id` (carrying `name`, if given) in local storage? None if unknown.
+
+    A no-op build asks this for every cached image; reading the storage's image list
+    takes a millisecond where ``buildah inspect`` takes tens, and runs no buildah at all.
+    """
+    images = _stored_images()
+    if images is None:
+        return None
+    for image in images:
+        if image.get("id") == image_id:
+            return name is None or name in image.get("names", [])
+    return False

@@ -41,17 +41,68 @@ def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
 def _load(args: argparse.Namespace):
     from gardenbuild.load import load
 
+    from gardenbuild import lockfile
+    from gardenbuild.spec import Gardenfile
+
     garden = load(Path(args.dir))
     base = getattr(args, "base_image", None) or os.environ.get("GARDENBUILD_BASE_IMAGE")
-    return garden.with_base_image(base) if base else garden
+    if base:
+        return garden.with_base_image(base)
+    # Without an explicit choice, the base image the lock was made with stays (as a
+    # package pin would); the flavor's default comes back only through `lock --upgrade`.
+    lock = lockfile.read(garden.root)
+    explicit = "base_image" in Gardenfile.model_validate(_raw(garden.gardenfile)).environment.model_fields_set
+    if lock is not None and not explicit and not getattr(args, "upgrade", None) == []:
+        return garden.with_base_image(lock.base_image)
+    return garden
+
+
+def _raw(path: Path) -> dict:
+    import tomllib
+
+    return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
 def _plan(args: argparse.Namespace):
+    """The plan, without side effects: against the lock when it still matches the garden."""
+    from dataclasses import replace
+
+    from gardenbuild import lockfile
     from gardenbuild.digests import inputs_for
     from gardenbuild.plan import plan
 
     garden = _load(args)
-    return plan(garden, inputs_for(garden))
+    inputs = inputs_for(garden)
+    lock = lockfile.read(garden.root)
+    changes: list[str] = []
+    if lock is not None:
+        changes = lockfile.dependency_changes(lock, garden)
+        if lock.base_image == garden.base_image:
+            garden = garden.with_base_image(lock.pinned_base)
+        if not changes:
+            inputs = replace(inputs, lock=lock.plan_lock())
+    p = plan(garden, inputs)
+    p.lock_changes = changes
+    return p
+
+
+def _base_digest(backend):
+    def digest(ref: str) -> str:
+        if backend.image_id(ref) is None:
+            raise UserError(f"base image {ref} is not in local storage",
+                            hint=f"pull it (buildah pull {ref}), or make one with `gardenbuild base bootstrap` "
+                                 "and pass --base-image localhost/gardenbuild/python:3.11")
+        return backend.digest(ref)
+    return digest
+
+
+def _prepare(args: argparse.Namespace, reporter: Reporter, backend, *, upgrade=False):
+    from gardenbuild.buildah import digest_in_storage
+    from gardenbuild.prepare import prepare
+    from gardenbuild.store import StepStore
+
+    return prepare(_load(args), base_digest=_base_digest(backend), reporter=reporter, cache_root=StepStore().root,
+                   locked=getattr(args, "locked", False), upgrade=upgrade, have_digest=digest_in_storage)
 
 
 @command("check")
@@ -86,12 +137,31 @@ def cmd_schema(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("plan")
 def cmd_plan(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.explain import explain
+    from gardenbuild.store import StepStore
+
     p = _plan(args)
+    store = StepStore()
+    reasons = explain(p, store.remembered(p.garden.name, p.garden.root), lambda step: _is_cached(store, step))
+    if p.lock_changes:
+        reasons["resolve"] = [f"{c} (re-resolved at build, Gardenfile.lock rewritten)" for c in p.lock_changes]
     steps = [{"id": s.id, "kind": s.kind, "key": s.key, "parents": list(s.parents), "outputs": list(s.outputs),
-              "description": s.description} for s in p.steps()]
-    lines = [f"{i:>2}. {s['id']:<17} {s['kind']:<17} {s['key'][:12]}  {s['description']}" for i, s in enumerate(steps, 1)]
+              "description": s.description, "cached": not reasons[s.id], "reasons": reasons[s.id]} for s in p.steps()]
+    lines = []
+    for i, s in enumerate(steps, 1):
+        status = "cached" if s["cached"] else "run: " + "; ".join(s["reasons"])
+        lines.append(f"{i:>2}. {s['id']:<17} {s['kind']:<17} {s['key'][:12]}  {status}")
     emit(args, {"garden": p.garden.name, "image": p.image, "steps": steps}, "\n".join(lines))
     return 0
+
+
+def _is_cached(store, step) -> bool:
+    record = store.get(step.key)
+    if record is None:
+        return False
+    from gardenbuild.buildah import image_in_storage
+
+    return not record.get("image") or image_in_storage(record["image_id"], record["image"]) is not False
 
 
 @command("graph")
@@ -143,9 +213,10 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.build import Builder
     from gardenbuild.store import StepStore
 
-    p = _plan(args)
     started = time.monotonic()
-    result = Builder(p, store=StepStore(), backend=_backend(reporter), reporter=reporter).run()
+    backend = _backend(reporter)
+    prepared = _prepare(args, reporter, backend)
+    result = Builder(prepared.plan, store=StepStore(), backend=backend, reporter=reporter).run()
     data = result.as_json()
     data["seconds"] = round(time.monotonic() - started, 2)
     built = sum(not s.cached for s in result.steps)
@@ -214,6 +285,21 @@ def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
     return 1 if failed else 0
 
 
+@command("lock")
+def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.lockfile import LOCKFILE
+
+    upgrade = True if args.upgrade == [] else (args.upgrade or False)
+    prepared = _prepare(args, reporter, _backend(reporter), upgrade=upgrade)
+    lock = prepared.lock
+    path = prepared.garden.root / LOCKFILE
+    state = "updated" if prepared.relocked else "up to date"
+    emit(args, {"lockfile": str(path), "state": state, "packages": [f"{w.name}=={w.version}" for w in lock.packages],
+                "base": lock.pinned_base},
+         f"{path}: {state} ({len(lock.packages)} packages, base {lock.pinned_base})")
+    return 0
+
+
 @command("base")
 def cmd_base(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.base import bootstrap
@@ -266,6 +352,13 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="build the garden image: resolve, fetch, install, run the notebook, test")
     _add_dir(p); _add_json(p)  # noqa: E702
     p.add_argument("--base-image", help="use this base image instead of the flavor's (also GARDENBUILD_BASE_IMAGE)")
+
+    p.add_argument("--locked", action="store_true", help="fail unless Gardenfile.lock matches the garden exactly")
+
+    p = sub.add_parser("lock", help="resolve and write Gardenfile.lock (pins wheels, base image digest, input hashes)")
+    _add_dir(p); _add_json(p)  # noqa: E702
+    p.add_argument("--base-image", help="use this base image instead of the flavor's")
+    p.add_argument("--upgrade", nargs="*", metavar="PKG", help="re-resolve all packages, or only these")
 
     p = sub.add_parser("run", help="call a pipeline in a fresh container of the built image")
     p.add_argument("dir", nargs="?", default=".")

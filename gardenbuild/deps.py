@@ -121,15 +121,18 @@ def _uv_version(uv: str) -> str:
     return out.stdout.strip() or "unknown"
 
 
-def resolve_cache_key(requirements: Sequence[str], target: Target, indexes: Sequence[str], uv_version: str) -> str:
+def resolve_cache_key(requirements: Sequence[str], target: Target, indexes: Sequence[str], uv_version: str,
+                      constraints: Sequence[str] = ()) -> str:
     """Content hash naming one resolution: same inputs, same key, on any machine."""
-    payload = {
+    payload: dict = {
         "v": _RESOLVE_CACHE_VERSION,
         "requirements": sorted(r.strip() for r in requirements),
         "target": [target.python, target.platform],
         "indexes": list(indexes),  # order matters to the resolver, so it is kept
         "uv": uv_version,
     }
+    if constraints:
+        payload["constraints"] = sorted(constraints)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -147,7 +150,7 @@ def _uv_env() -> dict[str, str]:
     return env
 
 
-def _uv_compile_args(uv: str, target: Target, indexes: Sequence[str]) -> list[str]:
+def _uv_compile_args(uv: str, target: Target, indexes: Sequence[str], constrained: bool = False) -> list[str]:
     args = [
         uv, "pip", "compile", "requirements.in",
         "--no-config",
@@ -160,6 +163,8 @@ def _uv_compile_args(uv: str, target: Target, indexes: Sequence[str]) -> list[st
         "--no-header",
         "--color", "never",
     ]  # fmt: skip
+    if constrained:
+        args += ["--constraint", "constraints.txt"]
     for url in indexes:
         args += ["--extra-index-url", url]
     if indexes:
@@ -195,8 +200,12 @@ def resolve(
     indexes: Sequence[str] = (),
     reporter: Reporter,
     cache_root: Path | None = None,
+    constraints: Sequence[str] = (),
 ) -> list[PinnedWheel]:
     """Pin every requirement (and dependency) to one hashed wheel for ``target``.
+
+    ``constraints`` (``name==version`` lines) hold packages at earlier pins without
+    adding them, which keeps a lock stable when one requirement changes.
 
     With ``cache_root``, the answer for the same inputs (and uv version) is read from
     ``cache_root/resolve/<key>.json`` without touching the network.
@@ -208,7 +217,7 @@ def resolve(
     uv = find_uv()
     cache_file = None
     if cache_root is not None:
-        key = resolve_cache_key(requirements, target, indexes, _uv_version(uv))
+        key = resolve_cache_key(requirements, target, indexes, _uv_version(uv), constraints)
         cache_file = Path(cache_root) / "resolve" / f"{key}.json"
         cached = _read_resolve_cache(cache_file)
         if cached is not None:
@@ -219,7 +228,8 @@ def resolve(
     with tempfile.TemporaryDirectory(prefix="gardenbuild-resolve-") as tmp:
         workdir = Path(tmp)
         (workdir / "requirements.in").write_text("\n".join(requirements) + "\n")
-        rc, stdout, stderr = _run_uv(_uv_compile_args(uv, target, indexes), workdir, reporter)
+        (workdir / "constraints.txt").write_text("".join(f"{c}\n" for c in constraints))
+        rc, stdout, stderr = _run_uv(_uv_compile_args(uv, target, indexes, bool(constraints)), workdir, reporter)
         if rc != 0:
             raise _resolution_error(requirements, target, indexes, stderr)
         wheels = parse_pylock(stdout, base=workdir)

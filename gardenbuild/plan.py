@@ -60,10 +60,11 @@ class Step:
         return Step(**{**self.__dict__, "key": hashlib.sha256(blob.encode()).hexdigest()})
 
 
-@dataclass(frozen=True)
+@dataclass
 class Plan:
     garden: Garden
     graph: nx.DiGraph = field(compare=False)
+    lock_changes: list[str] = field(default_factory=list, compare=False)  # how the garden left its lock
 
     def steps(self) -> Iterator[Step]:
         """Steps in a stable topological order."""

@@ -9,6 +9,7 @@ entry, and a file lock serialises builds of the same garden.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -72,6 +73,20 @@ class StepStore:
     def put(self, key: str, kind: str, data: dict[str, Any]) -> None:
         record = {"key": key, "kind": kind, **data}
         atomic_write(self._path(key), json.dumps(record, indent=1, sort_keys=True).encode())
+
+    def _memory(self, name: str, root: Path) -> Path:
+        tag = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+        return self.root / "gardens" / f"{name}-{tag}.json"
+
+    def remembered(self, name: str, root: Path) -> dict[str, Any]:
+        """The steps last built for the garden in `root` (step id -> snapshot), to explain the next plan."""
+        try:
+            return json.loads(self._memory(name, root).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def remember(self, name: str, root: Path, steps: dict[str, Any]) -> None:
+        atomic_write(self._memory(name, root), json.dumps(steps, indent=1, sort_keys=True).encode())
 
     def remove(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

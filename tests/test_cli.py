@@ -7,6 +7,8 @@ Every command runs in-process through `gardenbuild.cli.main`; one test goes thro
 from __future__ import annotations
 
 import json
+
+from gardenbuild import lockfile
 import subprocess
 import sys
 from pathlib import Path
@@ -54,7 +56,9 @@ def test_check_solubility_exactly(gardens, run_cli):
         "garden": "solubility",
         "python": "3.11",
         "flavor": "sklearn",
-        "base_image": "docker.io/library/python:3.11-slim-bookworm",
+        # Gardenfile.lock pins the base image the example was locked with; it wins over
+        # the flavor's default until `gardenbuild lock --upgrade`.
+        "base_image": "localhost/gardenbuild/python:3.11",
         "notebook": "solubility.ipynb",
         "pipelines": ["predict_solubility"],
         "requirements": ["dill>=0.3.8", "numpy>=1.26", "rdkit>=2024.3", "scikit-learn>=1.4"],
@@ -137,7 +141,9 @@ def test_render_all_and_stages(name, gardens, run_cli):
     _, env_file, _ = run_cli("render", "--stage", "env", str(gardens[name]))
     _, garden_file, _ = run_cli("render", "--stage", "garden", str(gardens[name]))
     assert out == f"# ---- Containerfile.env ----\n{env_file}\n# ---- Containerfile ----\n{garden_file}"
-    assert env_file.splitlines()[4] == f"FROM {load(gardens[name]).base_image}"
+    lock = lockfile.read(gardens[name])
+    base = lock.pinned_base if lock else load(gardens[name]).base_image
+    assert env_file.splitlines()[4] == f"FROM {base}"
 
 
 @pytest.mark.parametrize("name", NAMES)

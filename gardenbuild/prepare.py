@@ -1,0 +1,100 @@
+"""Bring a garden and its lock together into a plan: the step before every build.
+
+With an up-to-date Gardenfile.lock this touches neither the network nor buildah: the
+wheels and the base image digest come from the lock. Otherwise the requirements are
+resolved (keeping earlier pins where they still fit) and the base image is pinned by
+the digest it has in local storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
+
+from gardenbuild import lockfile
+from gardenbuild.deps import Target, resolve
+from gardenbuild.digests import inputs_for
+from gardenbuild.errors import ResolutionError, UserError
+from gardenbuild.garden import Garden
+from gardenbuild.lockfile import Lock
+from gardenbuild.plan import PLATFORM, Plan, plan
+from gardenbuild.report import Reporter
+
+
+@dataclass(frozen=True)
+class Prepared:
+    garden: Garden
+    lock: Lock
+    plan: Plan
+    relocked: list[str]  # why the lock was (re)written; [] when it was used as is
+
+
+def resolve_lock(garden: Garden, *, previous: Lock | None, base_digest: Callable[[str], str], reporter: Reporter,
+                 cache_root: Any, upgrade: bool | Sequence[str] = False) -> Lock:
+    """Resolve `garden` into a fresh Lock, holding earlier pins unless asked to upgrade them."""
+    keep = [] if previous is None or upgrade is True else [
+        f"{w.name}=={w.version}" for w in previous.packages if w.name not in {u.lower() for u in (upgrade or ())}]
+    target = Target(garden.python, PLATFORM)
+    cache = None if upgrade else cache_root
+    try:
+        wheels = resolve(garden.requirements, target, indexes=garden.indexes, reporter=reporter,
+                         cache_root=cache, constraints=keep)
+    except ResolutionError:
+        if not keep:
+            raise
+        reporter.info("earlier pins no longer fit the requirements; resolving afresh")
+        wheels = resolve(garden.requirements, target, indexes=garden.indexes, reporter=reporter, cache_root=cache)
+    return Lock(
+        python=garden.python, platform=PLATFORM, flavor=garden.flavor.name, base_image=garden.base_image,
+        base_digest=base_digest(garden.base_image), requirements=garden.requirements, indexes=garden.indexes,
+        system_packages=garden.system_packages, packages=tuple(wheels),
+    )
+
+
+def prepare(garden: Garden, *, base_digest: Callable[[str], str], reporter: Reporter, cache_root: Any,
+            locked: bool = False, upgrade: bool | Sequence[str] = False, write: bool = True,
+            have_digest: Callable[[str], bool | None] = lambda digest: True) -> Prepared:
+    """Use, check or (re)write the lock, then plan the build against it."""
+    inputs = inputs_for(garden)
+    lock = lockfile.read(garden.root)
+    path = garden.root / lockfile.LOCKFILE
+    relocked: list[str] = []
+    relocked_base = False
+    if lock is None:
+        if locked:
+            raise UserError(f"--locked, but there is no {path}", hint=f"create it with `gardenbuild lock {garden.root}`")
+        relocked = ["no lock yet"]
+    else:
+        deps = lockfile.dependency_changes(lock, garden)
+        if locked:
+            changes = deps + lockfile.input_changes(lock, inputs)
+            if changes:
+                raise UserError(f"{path} does not match the garden any more: " + "; ".join(changes),
+                                hint=f"run `gardenbuild lock {garden.root}` and commit the lock, or build without --locked")
+        if deps or upgrade:
+            relocked = deps or ["upgrade requested"]
+        elif have_digest(lock.base_digest) is False:
+            # A base image re-made (bootstrapped again, pulled anew) has a new digest: a plain
+            # build re-pins it and says so; --locked (above) refuses.
+            if locked:
+                raise UserError(f"the lock pins base image {lock.pinned_base}, which is not in local storage",
+                                hint=f"pull exactly that image, or run `gardenbuild lock {garden.root}` to re-pin it")
+            new = base_digest(garden.base_image)
+            reporter.warn(f"base image {lock.base_image} changed: {lock.base_digest[:19]} -> {new[:19]}; lock updated")
+            lock = replace(lock, base_digest=new)
+            relocked_base = True
+    if relocked:
+        if relocked != ["no lock yet"]:
+            reporter.info(f"re-resolving: {'; '.join(relocked)}")
+        fresh = resolve_lock(garden, previous=lock, base_digest=base_digest, reporter=reporter,
+                             cache_root=cache_root, upgrade=upgrade)
+        if lock is not None:
+            for change in lockfile.package_changes(lock.packages, fresh.packages):
+                reporter.info(f"  {change}")
+        lock = fresh
+    assert lock is not None
+    current = lock.with_inputs(inputs)
+    if write and (current != lock or relocked or relocked_base):
+        lockfile.write(garden.root, current)
+    pinned = garden.with_base_image(current.pinned_base)
+    return Prepared(pinned, current, plan(pinned, replace(inputs, lock=current.plan_lock())), relocked)
