@@ -88,7 +88,10 @@ def notebook_error(log: str, notebook: str) -> NotebookError | None:
 class Builder:
     """Runs the steps of a plan in order; one instance per build."""
 
-    def __init__(self, plan: Plan, *, store: StepStore, backend: Any, reporter: Reporter, out_dir: Path | None = None) -> None:
+    def __init__(self, plan: Plan, *, store: StepStore, backend: Any, reporter: Reporter, out_dir: Path | None = None,
+                 fresh: bool = False) -> None:
+        """`fresh` rebuilds images without any layer cache and leaves them untagged (for verify)."""
+        self.fresh = fresh
         self.plan = plan
         self.garden = plan.garden
         self.store = store
@@ -187,7 +190,7 @@ class Builder:
             containerfile.write_text(self.records["render-env"]["files"]["Containerfile.env"])
             house = self.wheels.wheelhouse(wheels, context / "wheels")
             image_id = self.backend.bud(
-                containerfile, context, tag=self.plan.env_image,
+                containerfile, context, tag=None if self.fresh else self.plan.env_image, no_cache=self.fresh,
                 volumes=[(house, WHEELHOUSE, "ro"), (Path(find_uv()), UV, "ro")],
             )
         finally:
@@ -211,7 +214,8 @@ class Builder:
             containerfile = context / "Containerfile"
             containerfile.write_text(files["Containerfile"])
             try:
-                image_id = self.backend.bud(containerfile, context, tag=self.plan.image)
+                image_id = self.backend.bud(containerfile, context, tag=None if self.fresh else self.plan.image,
+                                            no_cache=self.fresh)
             except BackendError as exc:
                 error = notebook_error(getattr(exc, "log", exc.log_tail), self.garden.notebook)
                 if error is not None:
@@ -219,7 +223,7 @@ class Builder:
                 raise
         finally:
             self.store.discard(context)
-        metadata = self.backend.run(self.plan.image, ["cat", "/garden/metadata.json"]).stdout.decode()
+        metadata = self.backend.run(image_id, ["cat", "/garden/metadata.json"]).stdout.decode()
         return {"image": self.plan.image, "image_id": image_id, "files": {"metadata.json": metadata}}
 
     def _test(self, step: Step) -> dict[str, Any]:

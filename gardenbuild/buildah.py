@@ -442,6 +442,13 @@ class Buildah:
             return dfile.read_text().strip()
 
 
+    def export_layers(self, ref: str, dest: Path) -> Path:
+        """Write the image as uncompressed layer tarballs named by their diff id (``dir:`` transport)."""
+        self.require()
+        self._capture("push", "--quiet", "--disable-compression", ref, f"dir:{dest}", what=f"buildah push {ref} dir:")
+        return dest
+
+
 def _bare_id(text: str) -> str:
     """An image id without its ``sha256:`` prefix."""
     text = text.strip()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gardenbuild import __version__
-from gardenbuild.errors import GardenError, UserError
+from gardenbuild.errors import BuildError, GardenError, UserError
 from gardenbuild.report import ConsoleReporter, Reporter
 
 Handler = Callable[[argparse.Namespace, Reporter], Any]
@@ -300,6 +300,24 @@ def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+@command("verify")
+def cmd_verify(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.store import StepStore
+    from gardenbuild.verify import summary, verify
+
+    backend = _backend(reporter)
+    prepared = _prepare(args, reporter, backend)
+    checks = verify(prepared.plan, store=StepStore(), backend=backend, reporter=reporter)
+    ok = all(c.match for c in checks)
+    emit(args, {"match": ok, "stages": [c.as_json() for c in checks]},
+         summary(checks) + ("\nverified: a rebuild from scratch is bit-for-bit identical" if ok else ""))
+    if not ok:
+        raise BuildError("the rebuild differs from the original image (see above)",
+                         hint="a notebook that keeps clock readings, random draws without a seed, or "
+                              "absolute paths in its state cannot reproduce; clear them in a last cell")
+    return 0
+
+
 @command("base")
 def cmd_base(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.base import bootstrap
@@ -359,6 +377,10 @@ def parser() -> argparse.ArgumentParser:
     _add_dir(p); _add_json(p)  # noqa: E702
     p.add_argument("--base-image", help="use this base image instead of the flavor's")
     p.add_argument("--upgrade", nargs="*", metavar="PKG", help="re-resolve all packages, or only these")
+
+    p = sub.add_parser("verify", help="rebuild from scratch and check the image is bit-for-bit identical")
+    _add_dir(p); _add_json(p)  # noqa: E702
+    p.add_argument("--base-image", help=argparse.SUPPRESS)
 
     p = sub.add_parser("run", help="call a pipeline in a fresh container of the built image")
     p.add_argument("dir", nargs="?", default=".")

@@ -1,0 +1,127 @@
+"""`gardenbuild verify`: rebuild a garden from scratch and check it is bit-for-bit the same.
+
+Both images are rebuilt with no layer cache from the same lock. Equal image ids mean
+equal configs, hence equal layer digests and an equal manifest digest. On a mismatch
+the first differing layer is named, with the first files that differ inside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gardenbuild.build import Builder
+from gardenbuild.plan import Plan
+from gardenbuild.report import Reporter
+from gardenbuild.store import StepStore
+
+MAX_FILES = 10
+
+
+@dataclass
+class StageCheck:
+    stage: str
+    original: str
+    rebuilt: str
+    digest: str
+    layer: int | None = None  # 1-based index of the first differing layer
+    created_by: str = ""
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def match(self) -> bool:
+        return self.original == self.rebuilt
+
+    def as_json(self) -> dict[str, Any]:
+        return {"stage": self.stage, "match": self.match, "original": self.original, "rebuilt": self.rebuilt,
+                "digest": self.digest, "layer": self.layer, "created_by": self.created_by, "files": self.files}
+
+
+def _members(tar_path: Path) -> dict[str, tuple]:
+    """Every entry of a layer tarball: what a reproducible build must keep equal."""
+    out = {}
+    with tarfile.open(tar_path) as tar:
+        for m in tar:
+            content = hashlib.sha256(tar.extractfile(m).read()).hexdigest() if m.isfile() else m.linkname
+            out[m.name] = (("mode", oct(m.mode)), ("owner", f"{m.uid}:{m.gid}"), ("mtime", m.mtime),
+                           ("size", m.size), ("content", content))
+    return out
+
+
+def file_differences(a: dict[str, tuple], b: dict[str, tuple], limit: int = MAX_FILES) -> list[str]:
+    """``path: content differs`` lines for entries that differ between two layers (pure)."""
+    out = []
+    for name in sorted(set(a) | set(b)):
+        if name not in a:
+            out.append(f"/{name}: only in the rebuild")
+        elif name not in b:
+            out.append(f"/{name}: only in the original")
+        elif a[name] != b[name]:
+            what = [k for (k, x), (_, y) in zip(a[name], b[name]) if x != y]
+            out.append(f"/{name}: {', '.join(what)} differ{'s' if len(what) == 1 else ''}")
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _layers(inspect: dict[str, Any]) -> tuple[list[str], list[str]]:
+    oci = inspect["OCIv1"]
+    created = [h.get("created_by", "") for h in oci.get("history", []) if not h.get("empty_layer")]
+    return list(oci["rootfs"]["diff_ids"]), created
+
+
+def explain_mismatch(backend: Any, original: str, rebuilt: str, check: StageCheck) -> None:
+    ids_a, created = _layers(backend.inspect(original))
+    ids_b, _ = _layers(backend.inspect(rebuilt))
+    index = next((i for i, (x, y) in enumerate(zip(ids_a, ids_b)) if x != y), min(len(ids_a), len(ids_b)))
+    check.layer = index + 1
+    check.created_by = created[index] if index < len(created) else ""
+    if index >= len(ids_a) or index >= len(ids_b):
+        check.files = ["the images have a different number of layers"]
+        return
+    with tempfile.TemporaryDirectory(prefix="gardenbuild-verify-") as tmp:
+        da = backend.export_layers(original, Path(tmp) / "a")
+        db = backend.export_layers(rebuilt, Path(tmp) / "b")
+        layer_a = da / ids_a[index].split(":", 1)[1]
+        layer_b = db / ids_b[index].split(":", 1)[1]
+        check.files = file_differences(_members(layer_a), _members(layer_b))
+
+
+def verify(plan: Plan, *, store: StepStore, backend: Any, reporter: Reporter) -> list[StageCheck]:
+    """Build (or reuse) the garden, rebuild both images from scratch, compare."""
+    original = Builder(plan, store=store, backend=backend, reporter=reporter).run()
+    originals = {"build-env": backend.image_id(plan.env_image), "execute-notebook": original.image_id}
+    fresh = Builder(plan, store=store, backend=backend, reporter=reporter, fresh=True)
+    fresh.records = {s.id: store.get(s.key) for s in plan.steps()}
+    checks = []
+    for stage, step_id in (("env", "build-env"), ("garden", "execute-notebook")):
+        reporter.step(f"rebuilding the {stage} image from scratch (no layer cache)")
+        rebuilt = fresh.handlers[step_id](plan.step(step_id))["image_id"]
+        check = StageCheck(stage, originals[step_id], rebuilt, backend.digest(originals[step_id]))
+        checks.append(check)
+        if check.match:
+            continue
+        explain_mismatch(backend, check.original, rebuilt, check)
+        backend.rmi(rebuilt, force=True)
+        break  # the garden image is built FROM the env image: it cannot match either
+    return checks
+
+
+def summary(checks: list[StageCheck]) -> str:
+    lines = []
+    for c in checks:
+        if c.match:
+            lines.append(f"{c.stage}: match ({c.digest})")
+        else:
+            lines.append(f"{c.stage}: MISMATCH in layer {c.layer} ({c.created_by.strip()[:100]})")
+            lines += [f"  {f}" for f in c.files]
+    return "\n".join(lines)
+
+
+def report_json(checks: list[StageCheck]) -> str:
+    return json.dumps([c.as_json() for c in checks], indent=2, sort_keys=True)
