@@ -11,6 +11,9 @@ ships timestamp-based ones, and ``--timestamp 0`` sets every file's mtime in the
 the epoch, which makes all of them stale: each fresh container would then recompile the
 stdlib it imports (``import json, ssl`` took 70 ms instead of 19 ms; a dozen common
 modules 330 ms instead of 65 ms). Hash-based files are valid whatever the mtimes.
+
+Besides buildah (through `Buildah`), this module runs debootstrap, and the new rootfs's
+own python3 under ``chroot`` (to compile its stdlib with the right Python version).
 """
 
 from __future__ import annotations
@@ -212,7 +215,7 @@ def bootstrap(python: str, *, buildah: Buildah, reporter: Reporter, workdir: Pat
         if not exact.startswith(version + "."):
             raise BackendError(f"debootstrap {suite} installed Python {exact}, not {version}", ["debootstrap", suite])
 
-        reporter.step("Trimming the root filesystem")
+        reporter.step("Trimming the root filesystem, compiling the stdlib's bytecode")
         before = _du(rootfs)
         trim(rootfs)
         _chroot_python(rootfs, _COMPILE_STDLIB)
@@ -236,11 +239,15 @@ def bootstrap(python: str, *, buildah: Buildah, reporter: Reporter, workdir: Pat
         (tmp / "Containerfile").write_text(containerfile(labels))
         image_id = buildah.bud(tmp / "Containerfile", tmp, tag=None, layers=False, timestamp=0, network=None)
     finally:
-        _remove_tree(tmp)
+        _remove_tree(tmp, reporter)
 
-    found = python_version_in(image_id, buildah=buildah)
-    if not found.startswith(version + "."):
-        raise BackendError(f"the new image runs Python {found}, expected {version}", ["python3", "--version"])
+    try:
+        found = python_version_in(image_id, buildah=buildah)
+        if not found.startswith(version + "."):
+            raise BackendError(f"the new image runs Python {found}, expected {version}", ["python3", "--version"])
+    except BaseException:
+        _remove_quietly(buildah, image_id)
+        raise
     buildah.tag(image_id, ref)
     if old_id is not None and old_id != image_id:
         _remove_quietly(buildah, old_id)
@@ -388,16 +395,20 @@ def _unmount_below(root: Path) -> None:
                            hint="unmount them by hand, then remove the directory")
 
 
-def _remove_tree(tmp: Path) -> None:
-    """Remove the work directory, never following a mount out of it."""
+def _remove_tree(tmp: Path, reporter: Reporter) -> None:
+    """Remove the work directory, never following a mount out of it; never raises."""
     if not tmp.exists():
         return
-    _unmount_below(tmp)
+    try:
+        _unmount_below(tmp)
+    except BackendError as exc:
+        reporter.warn(f"left {tmp} in place: {exc.message}")
+        return
     shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _remove_quietly(buildah: Buildah, image_id: str) -> None:
-    """Drop a base image that a forced rebuild replaced, unless something still uses it."""
+    """Drop an image we no longer want (a replaced or a broken base), unless something uses it."""
     try:
         buildah.rmi(image_id)
     except BackendError:

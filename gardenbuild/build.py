@@ -224,7 +224,12 @@ class Builder:
         finally:
             self.store.discard(context)
         metadata = self.backend.run(image_id, ["cat", "/garden/metadata.json"]).stdout.decode()
-        return {"image": self.plan.image, "image_id": image_id, "files": {"metadata.json": metadata}}
+        # build.json names the image as soon as it exists, so `run` can reach it even when
+        # a pipeline test fails; emit-artifacts rewrites it with the whole summary.
+        partial = {"garden": self.garden.name, "image": self.plan.image, "image_id": image_id,
+                   "pipelines": [p.name for p in self.garden.pipelines], "complete": False}
+        return {"image": self.plan.image, "image_id": image_id,
+                "files": {"metadata.json": metadata, "build.json": json.dumps(partial, indent=2, sort_keys=True) + "\n"}}
 
     def _test(self, step: Step) -> dict[str, Any]:
         if not any(p.tests for p in self.garden.pipelines):
@@ -241,7 +246,8 @@ class Builder:
             names = ", ".join(f"{c['pipeline']}[{c['index']}]" for c in failed)
             raise BuildError(f"{len(failed)} of {len(cases)} pipeline test(s) failed: {names}",
                              hint=f"fix the pipeline or the test's expected values in {self.garden.gardenfile.name}, "
-                                  f"then build again; details in {self.out / 'test-report.json'}")
+                                  f"then build again; details in {self.out / 'test-report.json'}; "
+                                  f"the image is built, so `gardenbuild run` can try the pipeline meanwhile")
         return {"cases": cases, "files": {"test-report.json": report}}
 
     def _emit(self, step: Step) -> dict[str, Any]:
@@ -257,6 +263,7 @@ class Builder:
             "image_id": self.records["execute-notebook"]["image_id"],
             "pipelines": [p.name for p in self.garden.pipelines],
             "steps": {s.id: s.key for s in self.plan.steps()},
+            "complete": True,
         }
         return {"files": {"build.json": json.dumps(summary, indent=2, sort_keys=True) + "\n"}}
 

@@ -465,7 +465,8 @@ def _storage_images_json() -> Path:
     import tomllib
 
     graphroot, driver = "/var/lib/containers/storage", "overlay"
-    for conf in STORAGE_CONF:
+    override = os.environ.get("CONTAINERS_STORAGE_CONF")
+    for conf in (Path(override),) if override else STORAGE_CONF:
         try:
             storage = tomllib.loads(conf.read_text()).get("storage", {})
         except (OSError, ValueError):
@@ -477,6 +478,8 @@ def _storage_images_json() -> Path:
 
 
 def _stored_images() -> list[dict] | None:
+    if os.geteuid() != 0:  # rootless storage lives elsewhere; let buildah answer
+        return None
     try:
         return json.loads(_storage_images_json().read_text())
     except (OSError, ValueError):

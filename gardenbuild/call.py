@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gardenbuild.errors import BuildError, GardenError
+from gardenbuild.errors import BuildError, GardenError, UserError
 from gardenbuild.runtime.protocol import parse_markers
 
 PYTHON = "/opt/garden/venv/bin/python"
@@ -35,11 +35,7 @@ def call_pipeline(backend: Any, image: str, pipeline: str, payload: bytes) -> Ou
     total = time.monotonic() - started
     results, errors, stderr = _parse(run)
     if errors:
-        err = errors[-1]
-        tb = err.get("traceback") or ""
-        message = f"pipeline '{pipeline}' raised {err.get('exception') or err.get('message')}"
-        raise PipelineError(message + (f"\n{tb.rstrip()}" if tb else ""),
-                            hint="the traceback above is the pipeline's own, from the notebook's cells")
+        raise _call_error(pipeline, errors[-1])
     if not results:
         raise BuildError(f"pipeline '{pipeline}' returned nothing (exit code {run.returncode})",
                          hint=stderr.strip()[-1000:] or None)
@@ -48,6 +44,17 @@ def call_pipeline(backend: Any, image: str, pipeline: str, payload: bytes) -> Ou
     timings["total_s"] = round(total, 3)
     timings["container_s"] = round(max(total - timings.get("load_s", 0) - timings.get("call_s", 0), 0.0), 3)
     return Outcome(payload_out.get("result"), timings)
+
+
+def _call_error(pipeline: str, err: dict[str, Any]) -> GardenError:
+    """The runtime's error marker as the error a user sees: their input, or the pipeline's own failure."""
+    if err.get("kind") in ("input", "usage"):  # input that is not JSON or does not fit the signature
+        return UserError(err.get("message", str(err)), hint=err.get("hint"))
+    if err.get("kind") != "pipeline-exception":  # the session did not load, or the result has no JSON form
+        return BuildError(err.get("message", str(err)), hint=err.get("hint"))
+    tb = (err.get("traceback") or "").rstrip()
+    return PipelineError(f"pipeline '{pipeline}' raised {err.get('exception')}" + (f"\n{tb}" if tb else ""),
+                         hint="the traceback above is the pipeline's own, from the notebook's cells")
 
 
 def run_tests(backend: Any, image: str) -> list[dict[str, Any]]:

@@ -100,7 +100,9 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
     }
     n_tests = sum(len(p.tests) for p in garden.pipelines)
     return [
-        Step("resolve", "resolve", f"resolve {len(garden.requirements)} requirements for Python {garden.python}",
+        Step("resolve", "resolve",
+             f"pin {len(inputs.lock['wheels'])} packages from Gardenfile.lock" if inputs.lock is not None
+             else f"resolve {len(garden.requirements)} requirement(s) for Python {garden.python}",
              resolve_params, outputs=("requirements.lock",)),
         Step("fetch", "fetch", "fetch wheels into the cache", {}, outputs=("wheelhouse",), parents=("resolve",)),
         Step("render-env", "render", "render Containerfile.env", env_params,

@@ -46,3 +46,24 @@ def garden_copy(tmp_path):
         return dest
 
     return copy
+
+
+# ---- real builds (tests marked `integration`)
+
+
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    """``localhost/gardenbuild/python:3.11``, bootstrapped once if absent; skips without buildah."""
+    if shutil.which("buildah") is None:
+        pytest.skip("buildah is not installed (apt-get install -y buildah); integration tests build real images")
+    from gardenbuild.base import bootstrap
+    from gardenbuild.buildah import Buildah
+    from gardenbuild.report import NullReporter
+
+    return bootstrap("3.11", buildah=Buildah(), reporter=NullReporter())
+
+
+@pytest.fixture(scope="session")
+def build_cache(tmp_path_factory) -> Path:
+    """One GARDENBUILD_CACHE for the session: each wheel is fetched and each env image recorded once."""
+    return tmp_path_factory.mktemp("gardenbuild-cache")

@@ -1,0 +1,323 @@
+"""The local catalog: every build and every publication of a garden, in one SQLite file.
+
+Where: ``$GARDENBUILD_DATA/catalog.sqlite``, else ``platformdirs.user_data_dir("gardenbuild")``.
+
+A *publication* is keyed by garden, version and local image id: what was pushed (the
+image by digest), the DOI and its state, the Globus Compute function ids, and the state
+of each publish stage (pending, done, failed). A publish that stops half-way leaves this
+record behind, and the next run reads it to resume without minting a second DOI or
+registering functions twice.
+
+The catalog never holds a secret: callers pass no credentials in, and error texts are
+stored only after `gardenbuild.publish` has scrubbed them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gardenbuild.errors import GardenError
+from gardenbuild.report import NullReporter, Reporter
+
+FILENAME = "catalog.sqlite"
+SCHEMA_VERSION = 1
+STATES = ("pending", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS builds (
+    id          INTEGER PRIMARY KEY,
+    garden      TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    image       TEXT NOT NULL,
+    image_id    TEXT NOT NULL,
+    env_image   TEXT,
+    python      TEXT,
+    flavor      TEXT,
+    pipelines   TEXT NOT NULL DEFAULT '[]',
+    root        TEXT,
+    first_built TEXT NOT NULL,
+    last_built  TEXT NOT NULL,
+    UNIQUE (garden, version, image_id)
+);
+CREATE TABLE IF NOT EXISTS publications (
+    id               INTEGER PRIMARY KEY,
+    garden           TEXT NOT NULL,
+    version          TEXT NOT NULL,
+    image_id         TEXT NOT NULL,
+    registry         TEXT,
+    image_ref        TEXT,
+    pushed_labels    TEXT,
+    doi              TEXT,
+    doi_state        TEXT,
+    datacite_api     TEXT,
+    publication_year TEXT,
+    metadata_hash    TEXT,
+    function_ids     TEXT NOT NULL DEFAULT '{}',
+    created          TEXT NOT NULL,
+    updated          TEXT NOT NULL,
+    UNIQUE (garden, version, image_id)
+);
+CREATE TABLE IF NOT EXISTS stages (
+    publication_id INTEGER NOT NULL REFERENCES publications(id) ON DELETE CASCADE,
+    stage          TEXT NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+    detail         TEXT,
+    error          TEXT,
+    updated        TEXT NOT NULL,
+    PRIMARY KEY (publication_id, stage)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id             INTEGER PRIMARY KEY,
+    publication_id INTEGER NOT NULL REFERENCES publications(id) ON DELETE CASCADE,
+    targets        TEXT NOT NULL,
+    started        TEXT NOT NULL,
+    finished       TEXT,
+    outcome        TEXT,
+    error          TEXT
+);
+"""
+
+
+class CatalogError(GardenError):
+    """The catalog file cannot be opened or written."""
+
+
+def default_path() -> Path:
+    """``$GARDENBUILD_DATA/catalog.sqlite``, else the user data dir's."""
+    env = os.environ.get("GARDENBUILD_DATA")
+    if env:
+        return Path(env) / FILENAME
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("gardenbuild")) / FILENAME
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Stage:
+    stage: str
+    state: str
+    detail: str | None = None
+    error: str | None = None
+    updated: str = ""
+
+
+@dataclass
+class Publication:
+    """What has been published of one garden version built into one image."""
+
+    id: int | None
+    garden: str
+    version: str
+    image_id: str
+    registry: str | None = None
+    image_ref: str | None = None  # name@sha256:... in the registry
+    pushed_labels: str | None = None  # hash of the labels the pushed image carries
+    doi: str | None = None
+    doi_state: str | None = None  # draft | findable
+    datacite_api: str | None = None
+    publication_year: str | None = None
+    metadata_hash: str | None = None  # of the DataCite metadata last sent
+    function_ids: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    updated: str = ""
+    stages: dict[str, Stage] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stages"] = {name: asdict(s) for name, s in sorted(self.stages.items())}
+        return data
+
+    def done(self, stage: str) -> bool:
+        return stage in self.stages and self.stages[stage].state == "done"
+
+
+_PUB_FIELDS = ("registry", "image_ref", "pushed_labels", "doi", "doi_state", "datacite_api",
+               "publication_year", "metadata_hash", "function_ids")
+
+
+class Catalog:
+    """One SQLite file; each method is one short transaction, safe across processes."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path else default_path()
+
+    @contextmanager
+    def _db(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        try:
+            if write or self.path.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=30)
+            else:  # reading a catalog that does not exist yet: an empty one, and no file created
+                conn = sqlite3.connect(":memory:")
+            try:
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.executescript(_SCHEMA)  # CREATE ... IF NOT EXISTS: cheap once the tables are there
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                with conn:
+                    yield conn
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise CatalogError(f"the catalog {self.path} cannot be used: {exc}",
+                               hint="set GARDENBUILD_DATA to a writable folder") from None
+
+    # -- builds ---------------------------------------------------------------------------
+
+    def record_build(self, build: Mapping[str, Any], root: Path | str | None = None) -> int:
+        """Remember a build (the ``build.json`` summary); a rebuild of the same image updates it."""
+        stamp = now()
+        with self._db() as db:
+            db.execute(
+                """INSERT INTO builds (garden, version, image, image_id, env_image, python, flavor, pipelines,
+                                       root, first_built, last_built)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (garden, version, image_id) DO UPDATE SET
+                       image = excluded.image, env_image = excluded.env_image, pipelines = excluded.pipelines,
+                       root = COALESCE(excluded.root, builds.root), last_built = excluded.last_built""",
+                (build["garden"], build.get("version", ""), build["image"], build["image_id"], build.get("env_image"),
+                 build.get("python"), build.get("flavor"), json.dumps(list(build.get("pipelines", []))),
+                 str(root) if root is not None else None, stamp, stamp))
+            row = db.execute("SELECT id FROM builds WHERE garden = ? AND version = ? AND image_id = ?",
+                             (build["garden"], build.get("version", ""), build["image_id"])).fetchone()
+            return int(row["id"])
+
+    def builds(self, garden: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM builds" + (" WHERE garden = ?" if garden else "") + " ORDER BY last_built, id"
+        with self._db(write=False) as db:
+            rows = db.execute(query, (garden,) if garden else ()).fetchall()
+        return [{**dict(r), "pipelines": json.loads(r["pipelines"])} for r in rows]
+
+    # -- publications ---------------------------------------------------------------------
+
+    def find(self, garden: str, version: str, image_id: str) -> Publication | None:
+        """The publication of this garden version and image, or None (creates nothing)."""
+        with self._db(write=False) as db:
+            row = db.execute("SELECT * FROM publications WHERE garden = ? AND version = ? AND image_id = ?",
+                             (garden, version, image_id)).fetchone()
+            return self._publication(db, row) if row else None
+
+    def publication(self, garden: str, version: str, image_id: str) -> Publication:
+        """The publication of this garden version and image, created if new."""
+        stamp = now()
+        with self._db() as db:
+            db.execute("""INSERT INTO publications (garden, version, image_id, created, updated) VALUES (?, ?, ?, ?, ?)
+                          ON CONFLICT (garden, version, image_id) DO NOTHING""",
+                       (garden, version, image_id, stamp, stamp))
+            row = db.execute("SELECT * FROM publications WHERE garden = ? AND version = ? AND image_id = ?",
+                             (garden, version, image_id)).fetchone()
+            return self._publication(db, row)
+
+    def publications(self, garden: str | None = None) -> list[Publication]:
+        query = "SELECT * FROM publications" + (" WHERE garden = ?" if garden else "") + " ORDER BY updated, id"
+        with self._db(write=False) as db:
+            return [self._publication(db, r) for r in db.execute(query, (garden,) if garden else ()).fetchall()]
+
+    def save(self, pub: Publication) -> None:
+        """Write back the publication's fields (not its stages; see `set_stage`)."""
+        if pub.id is None:
+            raise ValueError("save() needs a publication read from the catalog")
+        values = [json.dumps(pub.function_ids, sort_keys=True) if f == "function_ids" else getattr(pub, f)
+                  for f in _PUB_FIELDS]
+        pub.updated = now()
+        with self._db() as db:
+            db.execute(f"UPDATE publications SET {', '.join(f'{f} = ?' for f in _PUB_FIELDS)}, updated = ? WHERE id = ?",
+                       (*values, pub.updated, pub.id))
+
+    def set_stage(self, pub: Publication, stage: str, state: str, *, detail: str | None = None,
+                  error: str | None = None) -> None:
+        """Record the state of one publish stage (and mirror it on ``pub``)."""
+        if state not in STATES:
+            raise ValueError(f"state must be one of {STATES}, not {state!r}")
+        stamp = now()
+        with self._db() as db:
+            db.execute("""INSERT INTO stages (publication_id, stage, state, detail, error, updated) VALUES (?, ?, ?, ?, ?, ?)
+                          ON CONFLICT (publication_id, stage) DO UPDATE SET
+                              state = excluded.state, detail = excluded.detail, error = excluded.error,
+                              updated = excluded.updated""",
+                       (pub.id, stage, state, detail, error, stamp))
+        pub.stages[stage] = Stage(stage, state, detail, error, stamp)
+
+    def start_run(self, pub: Publication, targets: Mapping[str, Any]) -> int:
+        with self._db() as db:
+            cur = db.execute("INSERT INTO runs (publication_id, targets, started) VALUES (?, ?, ?)",
+                             (pub.id, json.dumps(dict(targets), sort_keys=True), now()))
+            return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, outcome: str, error: str | None = None) -> None:
+        with self._db() as db:
+            db.execute("UPDATE runs SET finished = ?, outcome = ?, error = ? WHERE id = ?", (now(), outcome, error, run_id))
+
+    def runs(self, pub: Publication) -> list[dict[str, Any]]:
+        with self._db(write=False) as db:
+            rows = db.execute("SELECT * FROM runs WHERE publication_id = ? ORDER BY id", (pub.id,)).fetchall()
+        return [{**dict(r), "targets": json.loads(r["targets"])} for r in rows]
+
+    @staticmethod
+    def _publication(db: sqlite3.Connection, row: sqlite3.Row) -> Publication:
+        data = dict(row)
+        data["function_ids"] = json.loads(data["function_ids"] or "{}")
+        stages = {r["stage"]: Stage(r["stage"], r["state"], r["detail"], r["error"], r["updated"])
+                  for r in db.execute("SELECT * FROM stages WHERE publication_id = ? ORDER BY stage", (row["id"],))}
+        return Publication(**data, stages=stages)
+
+    # -- reading, for `gardenbuild list` and `show` -----------------------------------------
+
+    def gardens(self) -> list[dict[str, Any]]:
+        """One summary per garden: its latest build and its latest publication."""
+        builds = self.builds()
+        pubs = self.publications()
+        names = sorted({b["garden"] for b in builds} | {p.garden for p in pubs})
+        out = []
+        for name in names:
+            last_build = next((b for b in reversed(builds) if b["garden"] == name), None)
+            last_pub = next((p for p in reversed(pubs) if p.garden == name), None)
+            out.append({
+                "garden": name,
+                "version": (last_build or {}).get("version") or (last_pub.version if last_pub else None),
+                "builds": sum(b["garden"] == name for b in builds),
+                "last_built": (last_build or {}).get("last_built"),
+                "image": (last_build or {}).get("image"),
+                "published": last_pub.image_ref if last_pub else None,
+                "doi": last_pub.doi if last_pub else None,
+                "doi_state": last_pub.doi_state if last_pub else None,
+                "functions": len(last_pub.function_ids) if last_pub else 0,
+            })
+        return out
+
+    def show(self, garden: str) -> dict[str, Any] | None:
+        """Everything the catalog knows about one garden, or None."""
+        builds = self.builds(garden)
+        pubs = self.publications(garden)
+        if not builds and not pubs:
+            return None
+        return {"garden": garden, "builds": builds,
+                "publications": [{**p.as_json(), "runs": self.runs(p)} for p in pubs]}
+
+
+def record_build(build_json: Mapping[str, Any], *, root: Path | str | None = None, catalog: Catalog | None = None,
+                 reporter: Reporter | None = None) -> bool:
+    """Record a finished build in the catalog; for the builder to call after ``build.json`` is written.
+
+    A catalog that cannot be written must not fail a build that succeeded: that is
+    reported as a warning and False is returned.
+    """
+    try:
+        (catalog or Catalog()).record_build(build_json, root=root)
+        return True
+    except (CatalogError, KeyError) as exc:
+        what = exc.message if isinstance(exc, CatalogError) else f"build summary lacks {exc}"
+        (reporter or NullReporter()).warn(f"build not recorded in the catalog: {what}")
+        return False

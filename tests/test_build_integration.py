@@ -1,0 +1,325 @@
+"""Build and run for real: fixture gardens go through buildah and their images are called.
+
+Every fixture garden under ``tests/fixtures/gardens`` used here has ``flavor = "base"``
+and no requirements (except ``pip_six``), so they share one environment image holding
+only dill; the solubility example is built once per module. Gardens are copied to a
+temporary folder first (with the example's Gardenfile.lock), so builds write no
+``.gardenbuild/`` or lock into the repository.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from gardenbuild.buildah import Buildah
+from gardenbuild.call import PYTHON
+from gardenbuild.cli import main
+from gardenbuild.store import StepStore
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures" / "gardens"
+SOLUBILITY = REPO / "examples" / "solubility"
+STEP_IDS = ["resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "emit-artifacts"]
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """``gardenbuild ARGS`` in-process (any fixture scope): exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def copy_garden(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".gardenbuild", ".ipynb_checkpoints"))
+    return dest
+
+
+def tags(name: str) -> list[str]:
+    """Every tag of ``localhost/gardens/<name>`` in local storage."""
+    listing = subprocess.run(["buildah", "images", "--format", "{{.Name}}:{{.Tag}}"],
+                             capture_output=True, text=True, check=True).stdout
+    return [line for line in listing.split() if line.startswith(f"localhost/gardens/{name}:")]
+
+
+def step_records(cache: Path, kind: str) -> set[str]:
+    return {e.key for e in StepStore(cache).entries() if e.kind == kind}
+
+
+@pytest.fixture(autouse=True)
+def _cache(build_cache, monkeypatch):
+    monkeypatch.setenv("GARDENBUILD_CACHE", str(build_cache))
+    monkeypatch.delenv("GARDENBUILD_BASE_IMAGE", raising=False)
+
+
+@pytest.fixture
+def build(base_image, tmp_path):
+    """Copy a fixture garden and build it: (garden folder, exit code, stdout, stderr)."""
+
+    def run(fixture: str, *extra: str) -> tuple[Path, int, str, str]:
+        garden = copy_garden(FIXTURES / fixture, tmp_path / fixture)
+        return (garden, *cli("build", str(garden), "--base-image", base_image, *extra))
+
+    return run
+
+
+# ---------------------------------------------------------------- the flagship example
+
+
+@pytest.fixture(scope="module")
+def solubility(base_image, build_cache, tmp_path_factory):
+    """examples/solubility built once: (garden folder, the --json summary)."""
+    garden = copy_garden(SOLUBILITY, tmp_path_factory.mktemp("example") / "solubility")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GARDENBUILD_CACHE", str(build_cache))
+        mp.delenv("GARDENBUILD_BASE_IMAGE", raising=False)
+        code, out, err = cli("build", str(garden), "--base-image", base_image, "--json")
+    assert code == 0, err
+    return garden, json.loads(out)
+
+
+def test_solubility_build_summary(solubility):
+    garden, summary = solubility
+    assert summary["image"].startswith("localhost/gardens/solubility:")
+    assert re.fullmatch(r"[0-9a-f]{64}", summary["image_id"])
+    assert Buildah().image_id(summary["image"]) == summary["image_id"]
+    # What the failure tests check the absence of, shown present after a good build:
+    assert summary["image"] in tags("solubility")
+    execute = next(s for s in summary["steps"] if s["id"] == "execute-notebook")
+    assert execute["key"] in step_records(Path(os.environ["GARDENBUILD_CACHE"]), "execute-notebook")
+    assert [s["id"] for s in summary["steps"]] == STEP_IDS
+    for step in summary["steps"]:
+        assert isinstance(step["cached"], bool) and isinstance(step["seconds"], float) and step["seconds"] >= 0
+    assert summary["tests"] and all(case["passed"] for case in summary["tests"])
+    assert (garden / ".gardenbuild" / "build.json").is_file()
+
+
+def test_solubility_second_build_is_all_cached(solubility, base_image):
+    garden, first = solubility
+    code, out, err = cli("build", str(garden), "--base-image", base_image, "--json")
+    assert code == 0, err
+    again = json.loads(out)
+    assert [s["id"] for s in again["steps"] if not s["cached"]] == []
+    assert (again["image"], again["image_id"]) == (first["image"], first["image_id"])
+
+
+def test_solubility_run_predicts_the_gardenfile_values(solubility):
+    garden, _ = solubility
+    case = tomllib.loads((garden / "Gardenfile.toml").read_text())["pipeline"][0]["test"][0]
+    assert case["input"] == {"smiles": ["CCO", "c1ccccc1"]}
+    code, out, err = cli("run", str(garden), "predict_solubility", "--input", json.dumps(case["input"]))
+    assert code == 0, err
+    predictions = json.loads(out)
+    assert len(predictions) == 2
+    for got, expected in zip(predictions, case["expected"]):
+        assert got == pytest.approx(expected, abs=0.05)
+
+
+def test_solubility_test_command_passes(solubility):
+    garden, _ = solubility
+    code, out, err = cli("test", str(garden))
+    assert code == 0, err
+    assert out.strip() == "2 passed, 0 failed"
+
+
+def test_solubility_invalid_smiles_shows_the_pipelines_own_traceback(solubility):
+    garden, _ = solubility
+    code, out, err = cli("run", str(garden), "predict_solubility", "--input", '{"smiles": ["CCO", "not-a-molecule"]}')
+    assert code == 1 and out == ""
+    assert err.startswith("error: pipeline 'predict_solubility' raised ValueError: ")
+    assert "not-a-molecule" in err.splitlines()[0]
+    assert "Traceback (most recent call last):" in err
+    assert re.search(r'File "<solubility\.ipynb cell \d+>", line \d+, in predict_solubility', err)
+    for shim in ("gardenbuild/runtime", "runtime/call.py", "dill", "GARDENBUILD-ERROR"):
+        assert shim not in err
+
+
+def test_solubility_input_that_is_not_json_is_bad_input(solubility):
+    garden, _ = solubility
+    code, out, err = cli("run", str(garden), "predict_solubility", "--input", "{smiles: CCO}")
+    assert code == 2 and out == ""
+    assert err.startswith("error: --input is not valid JSON")
+    assert "Traceback" not in err
+
+
+def test_solubility_input_that_does_not_fit_the_signature_is_bad_input(solubility):
+    garden, _ = solubility
+    code, out, err = cli("run", str(garden), "predict_solubility", "--input", '{"smile": ["CCO"]}')
+    assert code == 2 and out == ""
+    first = err.splitlines()[0]
+    assert first.startswith("error: pipeline 'predict_solubility' takes (smiles: list[str]) -> list[float]")
+    assert "unexpected 'smile'" in first and "missing 'smiles'" in first
+
+
+def test_solubility_unknown_pipeline_lists_the_pipelines(solubility):
+    garden, _ = solubility
+    code, out, err = cli("run", str(garden), "predict", "--input", "{}")
+    assert code == 2 and out == ""
+    assert err.splitlines() == ["error: solubility has no pipeline 'predict'", "hint: pipelines: predict_solubility"]
+
+
+PROBE = """
+import importlib, json
+found = {}
+for name in ("pydantic", "jinja2", "networkx", "globus_sdk", "gardenbuild.cli"):
+    try:
+        importlib.import_module(name)
+        found[name] = "imported"
+    except Exception as e:
+        found[name] = type(e).__name__
+from gardenbuild import garden_pipeline
+found["garden_pipeline"] = garden_pipeline.__module__
+print(json.dumps(found))
+"""
+
+
+def test_image_holds_the_runtime_but_not_the_build_tools_dependencies(solubility):
+    _, summary = solubility
+    result = Buildah().run(summary["image"], [PYTHON, "-c", PROBE])
+    assert result.ok, result.stderr.decode()
+    assert json.loads(result.stdout) == {
+        "pydantic": "ModuleNotFoundError",
+        "jinja2": "ModuleNotFoundError",
+        "networkx": "ModuleNotFoundError",
+        "globus_sdk": "ModuleNotFoundError",
+        "gardenbuild.cli": "ModuleNotFoundError",
+        "garden_pipeline": "gardenbuild.runtime",
+    }
+
+
+# ---------------------------------------------------------------- fixture gardens
+
+
+def test_pip_install_in_the_notebook_is_locked_and_works_offline(build):
+    garden, code, out, err = build("pip_six")
+    assert code == 0, err
+    lock = (garden / ".gardenbuild" / "requirements.lock").read_text()
+    assert re.search(r"^six==", lock, re.M), lock
+    code, out, err = cli("run", str(garden), "scaled_sum", "--input", '{"x": [1, 2, 3], "factor": 0.5}')
+    assert code == 0, err
+    assert json.loads(out) == {"total": 3.0, "py2": False}
+
+
+def test_failing_cell_is_named_and_nothing_is_tagged_or_recorded(build, build_cache):
+    before = step_records(build_cache, "execute-notebook")
+    garden, code, out, err = build("fail_cell")
+    assert code == 1
+    assert err.splitlines()[-3:] == [
+        "error: fail.ipynb cell 3, line 2: ZeroDivisionError: float division by zero",
+        "  2 | ratio = total / 0",
+        "hint: fix the cell (it must run top to bottom with Restart & Run All), then build again",
+    ]
+    assert "Traceback" not in err
+    assert tags("it-fail-cell") == []
+    assert step_records(build_cache, "execute-notebook") == before
+    assert step_records(build_cache, "build-image"), "the steps before the notebook were recorded"
+
+
+@pytest.mark.parametrize("fixture", ["no_pipeline", "undecorated"])
+def test_pipeline_function_without_the_decorator(build, fixture):
+    garden, code, out, err = build(fixture)
+    assert code == 1
+    lines = err.splitlines()
+    assert lines[-2] == ("error: pipeline 'predict' names function 'predict', "
+                         "which the notebook defines but does not decorate with @garden_pipeline")
+    assert lines[-1].startswith("hint: ") and "@garden_pipeline" in lines[-1]
+    assert tags(f"it-{fixture.replace('_', '-')}") == []
+
+
+def test_unpicklable_global_is_named(build):
+    garden, code, out, err = build("unpicklable")
+    assert code == 1
+    lines = err.splitlines()
+    assert lines[-2] == ("error: the notebook's variable 'conn' (a socket.socket) cannot be saved with dill: "
+                         "TypeError: cannot pickle 'socket' object")
+    assert lines[-1].startswith("hint: delete it in a last cell (`del conn`)")
+    assert tags("it-unpicklable") == []
+
+
+def test_failing_test_case_fails_the_build_with_its_values(build):
+    garden, code, out, err = build("wrong_expected")
+    assert code == 1 and out == ""
+    assert "   pass double[0]: expected [2.0, 4.0], got [2.0, 4.0]" in err.splitlines()
+    assert ("   FAIL double[1]: expected [2.0, 5.0], got [2.0, 4.0] "
+            "(at result[1]: expected 5.0, got 4.0 (off by 1, tolerance 1e-06))") in err.splitlines()
+    assert "error: 1 of 2 pipeline test(s) failed: double[1]" in err.splitlines()
+    report = json.loads((garden / ".gardenbuild" / "test-report.json").read_text())
+    assert [(c["index"], c["passed"], c["actual"]) for c in report["cases"]] == [(0, True, [2.0, 4.0]), (1, False, [2.0, 4.0])]
+
+
+class Lines:
+    """The lines of a stream, read in a thread so waiting for one can time out."""
+
+    def __init__(self, stream) -> None:
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def _next(self, timeout: float) -> str | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no output for {timeout} s; so far:\n" + "".join(self.seen))
+
+    def until(self, needle: str, timeout: float) -> None:
+        while (line := self._next(timeout)) is not None:
+            self.seen.append(line)
+            if needle in line:
+                return
+        pytest.fail(f"the output ended before {needle!r}:\n" + "".join(self.seen))
+
+    def rest(self, timeout: float = 30) -> str:
+        while (line := self._next(timeout)) is not None:
+            self.seen.append(line)
+        return "".join(self.seen)
+
+
+def test_interrupted_build_tags_and_records_nothing(base_image, build_cache, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group) while buildah runs the notebook."""
+    garden = copy_garden(FIXTURES / "slow_cell", tmp_path / "slow_cell")
+    before = step_records(build_cache, "execute-notebook")
+    containers = subprocess.run(["buildah", "containers", "-q"], capture_output=True, text=True, check=True).stdout.split()
+    proc = subprocess.Popen([sys.executable, "-m", "gardenbuild", "-v", "build", str(garden), "--base-image", base_image],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                            env={**os.environ, "GARDENBUILD_CACHE": str(build_cache)}, start_new_session=True)
+    try:
+        lines = Lines(proc.stdout)
+        lines.until("sleeping now", timeout=120)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=60)
+        output = lines.rest()
+        assert code == 130, output
+        assert output.splitlines()[-1] == "error: interrupted; nothing was tagged or cached for the unfinished step"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert tags("it-slow-cell") == []
+    assert step_records(build_cache, "execute-notebook") == before
+    left = subprocess.run(["buildah", "containers", "-q"], capture_output=True, text=True, check=True).stdout.split()
+    assert set(left) <= set(containers), f"the interrupted build left containers behind: {set(left) - set(containers)}"
