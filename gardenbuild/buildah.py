@@ -442,6 +442,12 @@ class Buildah:
             return dfile.read_text().strip()
 
 
+    def images(self) -> list[dict]:
+        """Every local image: ``{"id", "names", "size"}`` (size in bytes, as buildah counts it)."""
+        out = json.loads(self._capture("images", "--json", "--no-trunc", what="buildah images").stdout or b"[]")
+        # buildah prints sizes for people ("588 MB"); the manifest has the exact bytes.
+        return [{"id": _bare_id(i["id"]), "names": i.get("names") or [], "size": self.size(i["id"])} for i in out]
+
     def export_layers(self, ref: str, dest: Path) -> Path:
         """Write the image as uncompressed layer tarballs named by their diff id (``dir:`` transport)."""
         self.require()

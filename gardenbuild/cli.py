@@ -318,6 +318,22 @@ def cmd_verify(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+@command("cache")
+def cmd_cache(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.cache import prune, usage
+    from gardenbuild.store import StepStore
+
+    store, backend = StepStore(), _backend(reporter)
+    if args.cache_command == "prune":
+        freed = prune(store, backend, reporter, everything=args.all)
+        emit(args, freed, f"removed {freed['records']} step record(s), {freed['wheels']} wheel(s), "
+                          f"{freed['images']} image(s); freed {freed['bytes'] / 1e6:.1f} MB")
+        return 0
+    info = usage(store, backend)
+    emit(args, info.as_json(), info.text())
+    return 0
+
+
 @command("base")
 def cmd_base(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.base import bootstrap
@@ -394,6 +410,13 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="run the Gardenfile's pipeline tests inside the built image")
     _add_dir(p); _add_json(p)  # noqa: E702
     p.add_argument("--base-image", help=argparse.SUPPRESS)
+
+    p = sub.add_parser("cache", help="show what the cache holds; `cache prune` frees space")
+    _add_json(p)
+    csub = p.add_subparsers(dest="cache_command", metavar="ACTION")
+    c = csub.add_parser("prune", help="remove records, wheels and images no garden's last build uses")
+    c.add_argument("--all", action="store_true", help="remove everything gardenbuild cached (not base images)")
+    _add_json(c)
 
     p = sub.add_parser("base", help="manage local base images")
     bsub = p.add_subparsers(dest="base_command", required=True, metavar="ACTION")

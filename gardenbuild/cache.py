@@ -1,0 +1,107 @@
+"""`gardenbuild cache`: what the step store, wheel cache and gardenbuild's images hold, and pruning.
+
+Pruning keeps what the last build of every garden folder still uses (the remembered
+step snapshots) and removes the rest: other step records, wheels no kept resolution
+names, scratch folders, and gardenbuild's own images (env and garden tags) that no kept
+record points at. Base images are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gardenbuild.report import Reporter
+from gardenbuild.store import StepStore
+
+OWN_IMAGES = ("localhost/gardenbuild/env:", "localhost/gardens/")
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+@dataclass(frozen=True)
+class Usage:
+    root: str
+    steps: dict[str, int]  # kind -> count
+    step_bytes: int
+    wheels: int
+    wheel_bytes: int
+    resolutions: int
+    images: list[dict[str, Any]]
+
+    def as_json(self) -> dict[str, Any]:
+        return self.__dict__ | {"image_bytes": sum(i["size"] for i in self.images)}
+
+    def text(self) -> str:
+        mb = 1 / 1e6
+        lines = [f"cache: {self.root}",
+                 f"  step records: {sum(self.steps.values())} ({self.step_bytes * mb:.1f} MB): "
+                 + ", ".join(f"{n} {k}" for k, n in sorted(self.steps.items())),
+                 f"  wheels: {self.wheels} ({self.wheel_bytes * mb:.1f} MB), resolutions: {self.resolutions}",
+                 f"  images: {len(self.images)} ({sum(i['size'] for i in self.images) * mb:.0f} MB)"]
+        lines += [f"    {', '.join(i['names'])}  {i['size'] * mb:.0f} MB" for i in self.images]
+        return "\n".join(lines)
+
+
+def own_images(backend: Any) -> list[dict[str, Any]]:
+    return [i for i in backend.images() if any(n.startswith(OWN_IMAGES) for n in i["names"])]
+
+
+def usage(store: StepStore, backend: Any) -> Usage:
+    kinds: dict[str, int] = {}
+    for entry in store.entries():
+        kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
+    wheels = list((store.root / "wheels").rglob("*.whl"))
+    return Usage(
+        root=str(store.root), steps=kinds, step_bytes=_du(store.root / "steps"), wheels=len(wheels),
+        wheel_bytes=sum(w.stat().st_size for w in wheels),
+        resolutions=len(list((store.root / "resolve").glob("*.json"))), images=own_images(backend),
+    )
+
+
+def _kept_keys(store: StepStore) -> set[str]:
+    keys = set()
+    for memory in (store.root / "gardens").glob("*.json"):
+        try:
+            keys |= {snap["key"] for snap in json.loads(memory.read_text()).values()}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return keys
+
+
+def prune(store: StepStore, backend: Any, reporter: Reporter, *, everything: bool = False) -> dict[str, int]:
+    """Remove what no garden's last build uses (or everything); return counts and bytes freed."""
+    kept = set() if everything else _kept_keys(store)
+    freed = {"records": 0, "wheels": 0, "images": 0, "bytes": 0}
+    kept_images, kept_wheels = set(), set()
+    for entry in list(store.entries()):
+        if entry.key in kept:
+            kept_images.add(entry.data.get("image_id"))
+            kept_wheels |= {w["sha256"] for w in entry.data.get("wheels", [])}
+            continue
+        store.remove(entry.key)
+        freed["records"] += 1
+        freed["bytes"] += entry.size
+    for wheel in (store.root / "wheels").rglob("*.whl"):
+        if wheel.parent.name not in kept_wheels:
+            freed["bytes"] += wheel.stat().st_size
+            wheel.chmod(0o644)
+            wheel.unlink()
+            freed["wheels"] += 1
+    if everything:
+        for folder in ("resolve", "gardens"):
+            shutil.rmtree(store.root / folder, ignore_errors=True)
+    shutil.rmtree(store.root / "tmp", ignore_errors=True)
+    for image in own_images(backend):
+        if image["id"] in kept_images:
+            continue
+        reporter.info(f"removing image {', '.join(image['names'])}")
+        backend.rmi(image["id"], force=True)
+        freed["images"] += 1
+        freed["bytes"] += image["size"]
+    return freed
