@@ -217,6 +217,10 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     backend = _backend(reporter)
     prepared = _prepare(args, reporter, backend)
     result = Builder(prepared.plan, store=StepStore(), backend=backend, reporter=reporter).run()
+    from gardenbuild.build import last_build
+    from gardenbuild.catalog import record_build
+
+    record_build(last_build(prepared.garden.root) or {}, root=prepared.garden.root, reporter=reporter)
     data = result.as_json()
     data["seconds"] = round(time.monotonic() - started, 2)
     built = sum(not s.cached for s in result.steps)
@@ -343,6 +347,14 @@ def cmd_base(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+def _register_publish_commands() -> None:
+    from gardenbuild.publish import commands as publish_commands
+    from gardenbuild.publish import globus_commands
+
+    COMMANDS.update(publish_commands.HANDLERS)
+    COMMANDS.update(globus_commands.HANDLERS)
+
+
 def _add_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", nargs="?", default=".", help="the garden folder (holding Gardenfile.toml); default: .")
 
@@ -424,11 +436,18 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--python", default="3.11", help="3.11 (bookworm) or 3.13 (trixie)")
     b.add_argument("--force", action="store_true", help="rebuild even if the image exists")
     _add_json(b)
+
+    from gardenbuild.publish import commands as publish_commands
+    from gardenbuild.publish import globus_commands
+
+    publish_commands.add_parsers(sub)
+    globus_commands.add_parsers(sub)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _register_publish_commands()
     reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet)
     try:
         return COMMANDS[args.command](args, reporter) or 0

@@ -232,7 +232,7 @@ def resolve(
         rc, stdout, stderr = _run_uv(_uv_compile_args(uv, target, indexes, bool(constraints)), workdir, reporter)
         if rc != 0:
             raise _resolution_error(requirements, target, indexes, stderr)
-        wheels = parse_pylock(stdout, base=workdir)
+        wheels = parse_pylock(stdout, base=workdir, target=target)
 
     if cache_file is not None:
         entry = {
@@ -259,23 +259,59 @@ def _check_requirements(requirements: Sequence[str]) -> None:
         )
 
 
-def parse_pylock(text: str, base: Path | None = None) -> list[PinnedWheel]:
+def target_tags(target: Target) -> list[str]:
+    """Wheel tags the target interpreter accepts, most preferred first (as pip would rank them)."""
+    from packaging import tags
+
+    major, minor = (int(x) for x in target.python.split("."))
+    arch = target.platform.split("-", 1)[0]
+    glibc = target.platform.rsplit("_", 2)
+    top = int(glibc[-1]) if len(glibc) == 3 and glibc[-1].isdigit() else 17
+    platforms = [f"manylinux_2_{v}_{arch}" for v in range(top, 4, -1)]
+    platforms += [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}", f"linux_{arch}"]
+    found = list(tags.cpython_tags((major, minor), platforms=platforms))
+    found += list(tags.compatible_tags((major, minor), f"cp{major}{minor}", platforms))
+    return [str(t) for t in found]
+
+
+def _best_wheel(entries: list[dict], target: Target | None) -> dict | None:
+    """The entry whose filename tags rank highest for the target; None if none fits."""
+    if len(entries) == 1 or target is None:
+        return entries[0] if len(entries) == 1 else None
+    from packaging.utils import parse_wheel_filename
+
+    rank = {tag: i for i, tag in enumerate(target_tags(target))}
+
+    def score(entry: dict) -> int:
+        name = entry.get("name") or urllib.parse.unquote(entry.get("url", entry.get("path", "")).rsplit("/", 1)[-1])
+        try:
+            return min(rank.get(str(t), len(rank)) for t in parse_wheel_filename(name)[3])
+        except ValueError:
+            return len(rank)
+
+    best = min(entries, key=score)
+    return best if score(best) < len(rank) else None
+
+
+def parse_pylock(text: str, base: Path | None = None, target: Target | None = None) -> list[PinnedWheel]:
     """Read uv's PEP 751 ``pylock.toml`` into wheels sorted by name.
 
     ``base`` resolves a wheel given by relative ``path`` (lock-file relative) to a URL.
+    uv lists every wheel of the chosen version that fits the target (say both a
+    manylinux2014 and a manylinux_2_28 build); `target` picks the one pip would.
     """
     data = tomllib.loads(text)
     wheels = []
     for pkg in data.get("packages", []):
         name = normalize_name(pkg["name"])
         entries = pkg.get("wheels") or []
-        if len(entries) != 1:
-            kind = "no wheel" if not entries else f"{len(entries)} wheels"
+        entry = _best_wheel(entries, target) if entries else None
+        if entry is None:
+            kind = "no wheel" if not entries else f"{len(entries)} wheels and none fits the target"
             raise ResolutionError(
                 f"resolution gave {kind} for {name} {pkg.get('version', '')}".rstrip(),
                 hint="require it from a package index as a released version, not a path or URL",
             )
-        entry = entries[0]
         if "url" in entry:
             url = entry["url"]
         else:

@@ -11,6 +11,8 @@ from gardenbuild.spec import GardenMeta, Publish
 
 #: What the in-image runtime itself needs, whatever the notebook asks for.
 RUNTIME_REQUIREMENTS = ("dill>=0.3.8",)
+#: Globus Compute workers run inside the image, so a garden published there needs them.
+GLOBUS_REQUIREMENTS = ("globus-compute-endpoint>=4.19,<5",)
 
 
 @dataclass(frozen=True)

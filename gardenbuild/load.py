@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from gardenbuild import flavors as flavor_table
 from gardenbuild.errors import ConfigError, Problem, UserError
 from gardenbuild.flavors import Flavor
-from gardenbuild.garden import RUNTIME_REQUIREMENTS, Garden, PipelineSpec, TestSpec
+from gardenbuild.garden import GLOBUS_REQUIREMENTS, RUNTIME_REQUIREMENTS, Garden, PipelineSpec, TestSpec
 from gardenbuild.notebook import analyse
 from gardenbuild.spec import PEP508_EXAMPLE, Gardenfile
 from gardenbuild.tomlpos import dotted, key_lines, line_of
@@ -375,7 +375,8 @@ def resolve(spec: Gardenfile, text: str, path: Path) -> Garden:
         python=env.python,
         flavor=found.flavor,
         base_image=found.base_image,
-        requirements=_merge_requirements(requirements + list(RUNTIME_REQUIREMENTS)),
+        requirements=_merge_requirements(requirements + list(RUNTIME_REQUIREMENTS)
+                                         + list(GLOBUS_REQUIREMENTS if spec.publish.globus else ())),
         indexes=found.flavor.indexes,
         system_packages=tuple(sorted(set(env.system_packages))),
         env=tuple(sorted(env.env.items())),

@@ -27,3 +27,8 @@ if [ ! -x .venv/bin/uv ]; then
 fi
 echo "==> installing gardenbuild into .venv"
 .venv/bin/uv pip install -q --python .venv/bin/python -e '.[publish,test]'
+# cffconvert (validates CITATION.cff) pins jsonschema<4: it gets a venv of its own.
+if [ ! -x .tools/cffconvert/bin/cffconvert ]; then
+  python3 -m venv .tools/cffconvert
+  .tools/cffconvert/bin/python -m pip install -q --disable-pip-version-check cffconvert==2.0.0
+fi

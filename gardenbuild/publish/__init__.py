@@ -350,7 +350,7 @@ class _Run:
         self.mark("registry", "pending", detail=dest.reference)
         if missing:
             self.reporter.step(f"adding labels {', '.join(missing)} to {self.image}")
-            source = registry.relabel(self.backend, self.image_id, missing, tag=f"{self.image}-published")
+            source = registry.relabel(self.backend, self.image_id, missing, tag=registry.published_tag(self.image))
         for other in self.catalog.publications(self.garden.name):
             if (other.version == self.pub.version and other.image_id != self.image_id
                     and other.registry == dest.repository and other.image_ref):
@@ -361,6 +361,8 @@ class _Run:
         image_ref = registry.push(self.backend, source, dest, tls_verify=self.tls_verify, authfile=self.authfile)
         if self.pub.function_ids and self.pub.image_ref and self.pub.image_ref != image_ref:
             self.warn(f"the Globus Compute functions stay registered for {self.pub.image_ref} (same layers)")
+        if self.pub.doi and not self.doi and self.pub.image_ref != image_ref:
+            self.warn(f"the metadata of {self.pub.doi} does not name this image yet; publish with --doi to update it")
         self.pub.registry, self.pub.image_ref = dest.repository, image_ref
         self.pub.pushed_labels = registry.labels_hash(wanted)
         self.save()

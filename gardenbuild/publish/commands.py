@@ -43,7 +43,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--authfile", type=Path, help="registry credentials file (default: buildah's, or $REGISTRY_AUTH_FILE)")
     p.add_argument("--publisher", help="the DOI's publisher (default: Garden)")
     p.add_argument("--url", help="the DOI's landing page (default: the garden's repository)")
-    p.add_argument("--dry-run", action="store_true", help="send nothing; print every request that would be sent")
+    p.add_argument("--dry-run", action="store_true", help="send nothing, change nothing; print every request that would be sent "
+                        "(exit code 2 if the real run would stop on a problem)")
     _add_json(p)
 
     p = sub.add_parser("list", help="list the gardens built and published on this machine")

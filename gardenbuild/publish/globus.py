@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gardenbuild import __version__
+from gardenbuild.garden import GLOBUS_REQUIREMENTS
 from gardenbuild.errors import GardenError, UserError
 from gardenbuild.garden import Garden, PipelineSpec
 from gardenbuild.report import NullReporter, Reporter
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 #: What an image meant for Globus Compute must add to its requirements: the workers
 #: (``globus-compute-endpoint python-exec parsl...process_worker_pool``) run inside it.
-ENDPOINT_REQUIREMENT = "globus-compute-endpoint>=4.19,<5"
+ENDPOINT_REQUIREMENT = GLOBUS_REQUIREMENTS[0]
 TEMPLATE_DIR = "globus"
 SHIM_TEMPLATE = "shim.py.j2"
 ENDPOINT_TEMPLATE = "user_config_template.yaml.j2"
@@ -210,7 +211,7 @@ def register(garden: Garden, image_ref: str, *, client: Any = None, dry_run: boo
     if dry_run:
         return {}, requests
     if client is None:
-        raise PublishError("no Globus Compute client to register with", hint="run `gardenbuild login` first")
+        raise PublishError("no Globus Compute client to register with", hint="run: gardenbuild login")
     _check_source_strategy(client)
     from gardenbuild.publish.auth import translate
 

@@ -121,6 +121,15 @@ def relabel(backend: Any, image_id: str, labels: Mapping[str, str], *, tag: str 
         return backend.bud(containerfile, Path(tmp), tag=tag, labels=dict(labels), layers=False, network=None)
 
 
+def published_tag(image: str) -> str:
+    """The local name of the relabelled image: the built image's name with ``-published``."""
+    name, _, digest = image.partition("@")
+    if digest:
+        return f"{name}:published"
+    last = name.rsplit("/", 1)[-1]
+    return f"{name}-published" if ":" in last else f"{name}:published"
+
+
 def push_command(source: str, dest: Destination, *, tls_verify: bool, authfile: Path | None) -> list[str]:
     """The push as a command line, for ``--dry-run`` (the backend builds the real one)."""
     argv = ["buildah", "push", f"--tls-verify={'true' if tls_verify else 'false'}"]
