@@ -355,11 +355,11 @@ def _register_publish_commands() -> None:
     COMMANDS.update(globus_commands.HANDLERS)
 
 
-def _add_dir(p: argparse.ArgumentParser) -> None:
+def add_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", nargs="?", default=".", help="the garden folder (holding Gardenfile.toml); default: .")
 
 
-def _add_json(p: argparse.ArgumentParser) -> None:
+def add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
 
 
@@ -376,19 +376,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--python", default="3.11", help="Python version of the image (3.10-3.13)")
     p.add_argument("--flavor", default="base", help="base, sklearn, torch, tensorflow")
     p.add_argument("--name", help="garden name (default: the folder's name)")
-    _add_json(p)
+    add_json(p)
 
     p = sub.add_parser("check", help="validate the Gardenfile and the notebook")
-    _add_dir(p); _add_json(p)  # noqa: E702
+    add_dir(p); add_json(p)  # noqa: E702
 
     p = sub.add_parser("schema", help="print the JSON Schema of Gardenfile.toml (for editors)")
-    _add_json(p)  # accepted for symmetry: the schema is JSON already
+    add_json(p)  # accepted for symmetry: the schema is JSON already
 
     for name, helptext in (("plan", "list the build steps in order, with their keys"),
                            ("graph", "print the build graph (dot or mermaid)"),
                            ("render", "print the rendered Containerfiles")):
         p = sub.add_parser(name, help=helptext)
-        _add_dir(p); _add_json(p)  # noqa: E702
+        add_dir(p); add_json(p)  # noqa: E702
         p.add_argument("--base-image", help="use this base image instead of the flavor's")
         if name == "graph":
             p.add_argument("--format", choices=("dot", "mermaid"), default="dot")
@@ -396,18 +396,18 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--stage", choices=("env", "garden", "all"), default="all")
 
     p = sub.add_parser("build", help="build the garden image: resolve, fetch, install, run the notebook, test")
-    _add_dir(p); _add_json(p)  # noqa: E702
+    add_dir(p); add_json(p)  # noqa: E702
     p.add_argument("--base-image", help="use this base image instead of the flavor's (also GARDENBUILD_BASE_IMAGE)")
 
     p.add_argument("--locked", action="store_true", help="fail unless Gardenfile.lock matches the garden exactly")
 
     p = sub.add_parser("lock", help="resolve and write Gardenfile.lock (pins wheels, base image digest, input hashes)")
-    _add_dir(p); _add_json(p)  # noqa: E702
+    add_dir(p); add_json(p)  # noqa: E702
     p.add_argument("--base-image", help="use this base image instead of the flavor's")
     p.add_argument("--upgrade", nargs="*", metavar="PKG", help="re-resolve all packages, or only these")
 
     p = sub.add_parser("verify", help="rebuild from scratch and check the image is bit-for-bit identical")
-    _add_dir(p); _add_json(p)  # noqa: E702
+    add_dir(p); add_json(p)  # noqa: E702
     p.add_argument("--base-image", help=argparse.SUPPRESS)
 
     p = sub.add_parser("run", help="call a pipeline in a fresh container of the built image")
@@ -417,25 +417,25 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument("--input", help="keyword arguments as a JSON object")
     src.add_argument("--input-file", help="a file holding the JSON object")
     p.add_argument("--base-image", help=argparse.SUPPRESS)
-    _add_json(p)
+    add_json(p)
 
     p = sub.add_parser("test", help="run the Gardenfile's pipeline tests inside the built image")
-    _add_dir(p); _add_json(p)  # noqa: E702
+    add_dir(p); add_json(p)  # noqa: E702
     p.add_argument("--base-image", help=argparse.SUPPRESS)
 
     p = sub.add_parser("cache", help="show what the cache holds; `cache prune` frees space")
-    _add_json(p)
+    add_json(p)
     csub = p.add_subparsers(dest="cache_command", metavar="ACTION")
     c = csub.add_parser("prune", help="remove records, wheels and images no garden's last build uses")
     c.add_argument("--all", action="store_true", help="remove everything gardenbuild cached (not base images)")
-    _add_json(c)
+    add_json(c)
 
     p = sub.add_parser("base", help="manage local base images")
     bsub = p.add_subparsers(dest="base_command", required=True, metavar="ACTION")
     b = bsub.add_parser("bootstrap", help="make a local Python base image with debootstrap (no registry needed)")
     b.add_argument("--python", default="3.11", help="3.11 (bookworm) or 3.13 (trixie)")
     b.add_argument("--force", action="store_true", help="rebuild even if the image exists")
-    _add_json(b)
+    add_json(b)
 
     from gardenbuild.publish import commands as publish_commands
     from gardenbuild.publish import globus_commands

@@ -31,6 +31,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 
 from gardenbuild.errors import ResolutionError
+from gardenbuild.store import atomic_write
 from gardenbuild.report import Reporter
 
 try:
@@ -241,7 +242,7 @@ def resolve(
             "indexes": list(indexes),
             "wheels": [asdict(w) for w in wheels],
         }
-        _atomic_write(cache_file, json.dumps(entry, indent=1, sort_keys=True) + "\n")
+        atomic_write(cache_file, (json.dumps(entry, indent=1, sort_keys=True) + "\n").encode())
     return wheels
 
 
@@ -413,18 +414,6 @@ def lock_text(wheels: Sequence[PinnedWheel]) -> str:
 
 
 # --------------------------------------------------------------------------- store
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(Path(tmp))
-        raise
 
 
 def _unlink(path: Path) -> None:

@@ -13,13 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from gardenbuild.errors import UserError
+from gardenbuild.cli import add_dir, add_json, emit
 from gardenbuild.report import Reporter
 
 DOI_CHOICES = ("draft", "publish")
-
-
-def _add_json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
 
 
 def add_parsers(sub: Any) -> None:
@@ -29,7 +26,7 @@ def add_parsers(sub: Any) -> None:
         description="Publish the last build of a garden. Targets come from these flags; without any of "
                     "--registry/--globus/--doi, from the [publish] table of Gardenfile.toml. A failed run "
                     "keeps what it finished, and running the same command again resumes.")
-    p.add_argument("dir", nargs="?", default=".", help="the garden folder (holding Gardenfile.toml); default: .")
+    add_dir(p)
     p.add_argument("--registry", metavar="HOST/NAMESPACE",
                    help="push the image to HOST/NAMESPACE/<garden>:<version> (log in first: buildah login HOST)")
     p.add_argument("--globus", action="store_true", help="register one Globus Compute function per pipeline")
@@ -45,14 +42,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--url", help="the DOI's landing page (default: the garden's repository)")
     p.add_argument("--dry-run", action="store_true", help="send nothing, change nothing; print every request that would be sent "
                         "(exit code 2 if the real run would stop on a problem)")
-    _add_json(p)
+    add_json(p)
 
     p = sub.add_parser("list", help="list the gardens built and published on this machine")
-    _add_json(p)
+    add_json(p)
 
     p = sub.add_parser("show", help="show the builds and publications of one garden")
     p.add_argument("name", help="the garden's name")
-    _add_json(p)
+    add_json(p)
 
 
 def _targets(args: argparse.Namespace, table: Any) -> tuple[str | None, bool, bool, bool]:
@@ -69,7 +66,7 @@ def cmd_publish(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.build import OUTPUT_DIR, last_build
     from gardenbuild.buildah import Buildah
     from gardenbuild.catalog import Catalog
-    from gardenbuild.cli import emit
+
     from gardenbuild.load import load
     from gardenbuild.publish import publish
 
@@ -139,7 +136,7 @@ def publish_text(data: dict[str, Any]) -> str:
 
 def cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.catalog import Catalog
-    from gardenbuild.cli import emit
+
 
     catalog = Catalog()
     rows = catalog.gardens()
@@ -157,7 +154,7 @@ def cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
 
 def cmd_show(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.catalog import Catalog
-    from gardenbuild.cli import emit
+
 
     catalog = Catalog()
     data = catalog.show(args.name)

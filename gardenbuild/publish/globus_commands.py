@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
+from gardenbuild.cli import add_json
 from gardenbuild.report import Reporter
 
 
@@ -20,13 +21,13 @@ def add_parsers(subparsers: Any) -> None:
                     "With GLOBUS_COMPUTE_CLIENT_ID and GLOBUS_COMPUTE_CLIENT_SECRET set (CI), check those "
                     "service-account credentials instead; nothing is stored then.")
     p.add_argument("--force", action="store_true", help="log in again even if the stored login still works")
-    p.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    add_json(p)
 
     p = subparsers.add_parser("logout", help="revoke and forget the stored Globus login")
-    p.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    add_json(p)
 
     p = subparsers.add_parser("whoami", help="show which Globus identity gardenbuild publishes as")
-    p.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    add_json(p)
 
 
 def _terminal_login_flow() -> Any:
