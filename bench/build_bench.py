@@ -1,0 +1,591 @@
+#!/usr/bin/env python3
+"""gardenbuild vs the usual way, on the flagship example (examples/solubility).
+
+    python bench/build_bench.py [--repeat N] [--edit-repeat N] [--json] [--skip-full-cold] [--keep]
+
+Prints a table of wall-clock figures (``time.perf_counter``) for both ways of turning the
+solubility notebook into an image: cold build, no-op rebuild, notebook-only rebuild, a
+second garden sharing the dependencies, image size, and the latency of one call in a
+fresh container. See bench/README.md for what each figure means and how it is measured.
+
+Nothing in the repository is written: the example is copied into a temporary folder, every
+image this script builds carries the label ``dev.gardenbuild.bench.run=<run id>`` (inherited
+from a per-run base, see `nonce_base`) and exactly those images are removed at the end. The
+only thing kept between runs is the usual way's base image, ``localhost/bench/usual-base:3.11``
+(debootstrapped once, about a minute, then reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "solubility"
+sys.path.insert(0, str(REPO))
+
+GB_BASE = "localhost/gardenbuild/python:3.11"
+USUAL_BASE = "localhost/bench/usual-base:3.11"
+BENCH_LABEL = "dev.gardenbuild.bench.run"
+PIPELINE = "predict_solubility"
+CALL_INPUT = {"smiles": ["CCO"]}
+# buildah flags of the reference (ENVIRONMENT.md); --pull=never as gardenbuild uses, so
+# neither side spends time asking a registry about a localhost/ base.
+BUD = ["buildah", "bud", "--isolation", "chroot", "--pull=never", "--layers", "--timestamp", "0"]
+
+# The usual way's figures from /work/shared/ENVIRONMENT.md ("A reference point for speed").
+REFERENCE = {"cold_s": 33.5, "noop_s": 0.31, "edit_s": 3.4, "size_mb": 804, "base_mb": 297,
+             "run_total_s": 1.76, "run_load_s": 1.30, "run_call_s": 0.011}
+
+T0 = time.perf_counter()
+
+
+def say(message: str) -> None:
+    print(f"[{time.perf_counter() - T0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+# --- running things -----------------------------------------------------------------------
+
+class Failed(Exception):
+    pass
+
+
+def sh(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None, check: bool = True,
+       stdin: bytes | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    """Run argv, capture its output; return (wall seconds, result)."""
+    started = time.perf_counter()
+    proc = subprocess.run([str(a) for a in argv], env=env, cwd=cwd, capture_output=True,
+                          input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    if check and proc.returncode != 0:
+        out = (proc.stderr or b"").decode(errors="replace")[-3000:] + (proc.stdout or b"").decode(errors="replace")[-2000:]
+        raise Failed(f"{' '.join(map(str, argv[:6]))} ... exited {proc.returncode}:\n{out}")
+    return seconds, proc
+
+
+def text(proc: subprocess.CompletedProcess) -> str:
+    return (proc.stdout or b"").decode(errors="replace") + (proc.stderr or b"").decode(errors="replace")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def gb_env(cache: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "GARDENBUILD_BASE_IMAGE"}
+    env["GARDENBUILD_CACHE"] = str(cache)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(extra)
+    return env
+
+
+def gardenbuild(*args: str, cache: Path, **extra: str) -> tuple[float, subprocess.CompletedProcess]:
+    return sh([sys.executable, "-m", "gardenbuild", *args], env=gb_env(cache, **extra))
+
+
+# --- images -------------------------------------------------------------------------------
+
+def image_exists(ref: str) -> bool:
+    return sh(["buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref], check=False)[1].returncode == 0
+
+
+def inspect(ref: str) -> dict[str, Any]:
+    return json.loads(sh(["buildah", "inspect", "--type", "image", ref])[1].stdout)
+
+
+def image_size(ref: str) -> int:
+    """Bytes of the image's layers as its manifest lists them (uncompressed tars, as `buildah images` counts)."""
+    manifest = json.loads(inspect(ref)["Manifest"])
+    return sum(int(layer["size"]) for layer in manifest.get("layers", []))
+
+
+def image_digest(ref: str) -> str:
+    return sh(["buildah", "inspect", "--type", "image", "--format", "{{.FromImageDigest}}", ref])[1].stdout.decode().strip()
+
+
+def nonce_base(source: str, ref: str, run_id: str) -> str:
+    """``source`` plus one label, committed as ``ref``: same files, a new image id.
+
+    buildah's layer cache is keyed by the parent image's id, so every image built on this
+    base is cold however many builds of the same Containerfile this machine has seen (the
+    flagship example's env image exists here already, built by others). The label is
+    inherited by everything built on it, intermediate images included, which is how
+    `cleanup` finds exactly what this run made.
+    """
+    _, proc = sh(["buildah", "from", "--pull=never", "--quiet", source])
+    ctr = proc.stdout.decode().strip()
+    try:
+        sh(["buildah", "config", "--label", f"{BENCH_LABEL}={run_id}", ctr])
+        sh(["buildah", "commit", "--quiet", "--timestamp", "0", ctr, ref])
+    finally:
+        sh(["buildah", "rm", ctr], check=False)
+    return ref
+
+
+def ensure_usual_base(work: Path) -> dict[str, Any]:
+    """The usual way's base, made once as ENVIRONMENT.md describes, then reused."""
+    if image_exists(USUAL_BASE):
+        return {"made": False, "seconds": 0.0}
+    if shutil.which("debootstrap") is None:
+        raise Failed("debootstrap is not installed (apt-get install -y debootstrap); it makes the usual way's base")
+    from gardenbuild.base import host_mirror
+
+    say(f"making {USUAL_BASE} once: debootstrap --variant=minbase --include=python3,python3-venv,python3-pip bookworm")
+    rootfs = work / "usual-rootfs"
+    started = time.perf_counter()
+    sh(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip", "bookworm", rootfs,
+        host_mirror()])
+    _, proc = sh(["buildah", "from", "scratch"])
+    ctr = proc.stdout.decode().strip()
+    try:
+        sh(["buildah", "add", ctr, rootfs, "/"])
+        sh(["buildah", "config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--env", "LANG=C.UTF-8", "--cmd", "python3", ctr])
+        sh(["buildah", "commit", "--quiet", "--timestamp", "0", ctr, USUAL_BASE])
+    finally:
+        sh(["buildah", "rm", ctr], check=False)
+        shutil.rmtree(rootfs, ignore_errors=True)
+    return {"made": True, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def bench_images(run_id: str) -> list[str]:
+    _, proc = sh(["buildah", "images", "-a", "--json", "--no-trunc", "--filter", f"label={BENCH_LABEL}={run_id}"])
+    return [i["id"] for i in json.loads(proc.stdout or b"[]")]
+
+
+def cleanup_images(run_id: str) -> int:
+    """Remove every image carrying this run's label (children before parents); return how many."""
+    removed = 0
+    for _ in range(20):
+        ids = bench_images(run_id)
+        if not ids:
+            break
+        progress = False
+        for image_id in ids:
+            if sh(["buildah", "rmi", "--force", image_id], check=False)[1].returncode == 0:
+                removed += 1
+                progress = True
+        if not progress:
+            say(f"warning: could not remove {len(ids)} bench image(s): {', '.join(i[:12] for i in ids)}")
+            break
+    return removed
+
+
+# --- the two gardens ----------------------------------------------------------------------
+
+def copy_example(dest: Path, name: str, *, base: tuple[str, str] | None, keep_lock: bool = True) -> Path:
+    """A copy of the example named ``name``; its lock re-pointed at ``base`` (ref, digest)."""
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".gardenbuild", ".ipynb_checkpoints"))
+    gardenfile = dest / "Gardenfile.toml"
+    source = gardenfile.read_text()
+    renamed = re.sub(r'(?m)^name = "solubility"$', f'name = "{name}"', source, count=1)
+    assert renamed != source, "the example's [garden] name line was not found"
+    gardenfile.write_text(renamed)
+    lock = dest / "Gardenfile.lock"
+    if not keep_lock:
+        lock.unlink()
+    elif base is not None:
+        # The Gardenfile names no base_image, so the build uses the lock's; pointing the lock at
+        # an identical base with a fresh id changes nothing but buildah's cache hits.
+        ref, digest = base
+        text_ = lock.read_text()
+        text_ = re.sub(r'(?m)^base_image = ".*"$', f'base_image = "{ref}"', text_, count=1)
+        text_ = re.sub(r'(?m)^base_digest = ".*"$', f'base_digest = "{digest}"', text_, count=1)
+        lock.write_text(text_)
+    return dest
+
+
+def edit_notebook(path: Path, statement: str) -> None:
+    """Append a harmless statement to the notebook's last code cell."""
+    nb = json.loads(path.read_text())
+    cell = [c for c in nb["cells"] if c["cell_type"] == "code"][-1]
+    source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    cell["source"] = (source.rstrip("\n") + "\n" + statement).splitlines(keepends=True)
+    path.write_text(json.dumps(nb, indent=1) + "\n")
+
+
+def notebook_script(path: Path, session: str) -> str:
+    """What a person would do by hand (jupyter nbconvert --to script, more or less): the code
+    cells in order, magics commented out, gardenbuild's decorator replaced by a no-op, then
+    ``dill.dump_module``. Prints the notebook's own run time for the bench to read."""
+    nb = json.loads(path.read_text())
+    out = ["# converted from the notebook by bench/build_bench.py: code cells, in order",
+           "import time as _bench_time",
+           "_bench_t0 = _bench_time.perf_counter()",
+           "def garden_pipeline(f):  # gardenbuild's decorator; only a tag",
+           "    return f", ""]
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if source.lstrip().startswith("%%"):
+            out.append("# (cell magic skipped)")
+            continue
+        for line in source.splitlines():
+            if re.match(r"\s*from gardenbuild import garden_pipeline\s*$", line):
+                line = "# " + line
+            elif re.match(r"\s*[%!]", line):
+                line = "# " + line
+            out.append(line)
+        out.append("")
+    out += ["_bench_ran = _bench_time.perf_counter() - _bench_t0",
+            "import dill",
+            f"dill.dump_module({session!r})",
+            'print(f"BENCH-NOTEBOOK-SECONDS {_bench_ran:.3f} '
+            'BENCH-DUMP-SECONDS {_bench_time.perf_counter() - _bench_t0 - _bench_ran:.3f}", flush=True)', ""]
+    return "\n".join(out)
+
+
+USUAL_CONTAINERFILE = """\
+FROM {base}
+ENV SOURCE_DATE_EPOCH=0 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY wheels/ /wheels/
+COPY requirements.txt /requirements.txt
+RUN python3 -m venv /venv \\
+ && /venv/bin/pip install --no-cache-dir --no-index --find-links /wheels -r /requirements.txt
+COPY app/ /app/
+WORKDIR /app
+RUN /venv/bin/python train.py
+"""
+
+USUAL_CALL = """\
+import json, sys, time
+t0 = time.perf_counter()
+import dill
+dill.load_module("/app/session.pkl")
+t1 = time.perf_counter()
+import __main__
+result = __main__.predict_solubility(**json.loads(sys.argv[1]))
+t2 = time.perf_counter()
+print("BENCH-CALL " + json.dumps({"load_s": t1 - t0, "call_s": t2 - t1, "result": result}))
+"""
+
+
+def usual_context(dest: Path, garden: Path, wheel_files: list[Path], requirements: list[str], base: str) -> Path:
+    """The hand-written way's build context: Containerfile, wheels/, requirements.txt, app/."""
+    (dest / "wheels").mkdir(parents=True)
+    for wheel in wheel_files:
+        os.link(wheel, dest / "wheels" / wheel.name)
+    (dest / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    (dest / "Containerfile").write_text(USUAL_CONTAINERFILE.format(base=base))
+    sync_app(dest, garden)
+    return dest
+
+
+def sync_app(context: Path, garden: Path) -> None:
+    """app/ = the data and the notebook as a script (re-made after each notebook edit)."""
+    app = context / "app"
+    if app.exists():
+        shutil.rmtree(app)
+    shutil.copytree(garden / "data", app / "data")
+    notebook = garden / "solubility.ipynb"
+    (app / "train.py").write_text(notebook_script(notebook, "/app/session.pkl"))
+
+
+# --- measurements -------------------------------------------------------------------------
+
+def parse_gb_build(proc: subprocess.CompletedProcess) -> dict[str, Any]:
+    """Steps (from --json) and the notebook's own time (from the -v build log)."""
+    data = json.loads(proc.stdout)
+    log = proc.stderr.decode(errors="replace")
+    steps = {s["id"]: {"cached": s["cached"], "seconds": s["seconds"]} for s in data["steps"]}
+    out: dict[str, Any] = {"image": data["image"], "env_image": data["env_image"], "steps": steps,
+                           "cache_hits": len(re.findall(r"Using cache", log))}
+    m = re.search(r"gardenbuild: ran \d+ code cells in ([0-9.]+) s", log)
+    out["notebook_s"] = float(m.group(1)) if m else None
+    m = re.search(r"gardenbuild: saved session \(.*?\) in ([0-9.]+) s", log)
+    out["dump_s"] = float(m.group(1)) if m else None
+    return out
+
+
+def gb_build(garden: Path, cache: Path, *extra_args: str, **extra_env: str) -> dict[str, Any]:
+    seconds, proc = gardenbuild("-v", "build", str(garden), "--json", *extra_args, cache=cache, **extra_env)
+    out = parse_gb_build(proc)
+    out["seconds"] = seconds
+    return out
+
+
+def usual_build(context: Path, tag: str) -> dict[str, Any]:
+    seconds, proc = sh([*BUD, "-t", tag, "-f", context / "Containerfile", context])
+    log = text(proc)
+    m = re.search(r"BENCH-NOTEBOOK-SECONDS ([0-9.]+) BENCH-DUMP-SECONDS ([0-9.]+)", log)
+    return {"seconds": seconds, "cache_hits": len(re.findall(r"Using cache", log)),
+            "notebook_s": float(m.group(1)) if m else None, "dump_s": float(m.group(2)) if m else None}
+
+
+def gb_run(garden: Path, cache: Path) -> dict[str, float]:
+    seconds, proc = gardenbuild("run", str(garden), PIPELINE, "--input", json.dumps(CALL_INPUT), "--json", cache=cache)
+    timings = json.loads(proc.stdout)["timings"]
+    return {"cli_s": seconds, "total_s": timings["total_s"], "container_s": timings["container_s"],
+            "load_s": timings["load_s"], "call_s": timings["call_s"]}
+
+
+def usual_run(tag: str) -> dict[str, float]:
+    started = time.perf_counter()
+    _, proc = sh(["buildah", "from", "--pull=never", "--quiet", tag])
+    ctr = proc.stdout.decode().strip()
+    try:
+        _, proc = sh(["buildah", "run", "--isolation", "chroot", ctr, "--", "/venv/bin/python", "-c", USUAL_CALL,
+                      json.dumps(CALL_INPUT)])
+    finally:
+        sh(["buildah", "rm", ctr], check=False)
+    total = time.perf_counter() - started
+    line = next(l for l in proc.stdout.decode().splitlines() if l.startswith("BENCH-CALL "))
+    inner = json.loads(line.split(" ", 1)[1])
+    return {"total_s": total, "load_s": inner["load_s"], "call_s": inner["call_s"],
+            "container_s": max(total - inner["load_s"] - inner["call_s"], 0.0)}
+
+
+def medians(samples: list[dict[str, float]]) -> dict[str, float]:
+    return {k: median([s[k] for s in samples]) for k in samples[0]} if samples else {}
+
+
+def other_buildahs() -> int:
+    """buildah processes running right now (not ours between measurements): a shared-machine hint."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "buildah":
+                    count += 1
+            except OSError:
+                pass
+    return count
+
+
+def machine() -> dict[str, Any]:
+    mem = ""
+    try:
+        mem = next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split(":")[1].strip()
+    except (OSError, StopIteration):
+        pass
+    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return {"nproc": os.cpu_count(), "mem": mem, "python": platform.python_version(),
+            "buildah": subprocess.run(["buildah", "--version"], capture_output=True, text=True).stdout.split()[2],
+            "git": rev + ("+dirty" if dirty else "")}
+
+
+# --- the benchmark ------------------------------------------------------------------------
+
+def run_bench(args: argparse.Namespace, work: Path, run_id: str) -> dict[str, Any]:
+    from gardenbuild import lockfile
+    from gardenbuild.deps import WheelStore
+    from gardenbuild.report import NullReporter
+
+    r: dict[str, Any] = {"run_id": run_id, "machine": machine(), "load_start": os.getloadavg(),
+                         "buildah_procs_start": other_buildahs(), "repeat": args.repeat}
+    lock = lockfile.read(EXAMPLE)
+    assert lock is not None, "examples/solubility has no Gardenfile.lock"
+    if not image_exists(GB_BASE):
+        raise Failed(f"{GB_BASE} is missing: run `python -m gardenbuild base bootstrap --python 3.11` first")
+
+    r["usual_base"] = ensure_usual_base(work)
+    say("per-run bases (same files, fresh image ids, so buildah's layer cache starts empty)")
+    gb_base = nonce_base(GB_BASE, f"localhost/bench/gb-base:{run_id}", run_id)
+    usual_base = nonce_base(USUAL_BASE, f"localhost/bench/usual-base:{run_id}", run_id)
+    gb_pin = (gb_base, image_digest(gb_base))
+
+    # 1. fully cold: no lock, empty step store, empty wheel and uv caches, empty layer cache.
+    warm = work / "warm-cache"
+    if not args.skip_full_cold:
+        say("fully cold gardenbuild build (resolve + download + build)")
+        full_base = nonce_base(GB_BASE, f"localhost/bench/gb-base-full:{run_id}", run_id)
+        full = copy_example(work / "full", f"bench-solfull-{run_id}", base=None, keep_lock=False)
+        full_cache = work / "cache-full"
+        # no lock, so the base is named on the command line (a first build would use the
+        # flavor's registry image, which cannot be pulled here)
+        r["gb_full_cold"] = gb_build(full, full_cache, "--base-image", full_base, UV_CACHE_DIR=str(work / "uv-cache"))
+        shutil.copytree(full_cache / "wheels", warm / "wheels", copy_function=os.link)
+    # 1b. the warm wheel cache: whatever the lock pins that is not there yet is downloaded (untimed).
+    store = WheelStore(warm)
+    missing = [w for w in lock.packages if not store.has(w)]
+    if missing:
+        say(f"downloading {len(missing)} locked wheel(s) into the warm wheel cache (not timed)")
+        store.fetch(list(lock.packages), NullReporter())
+    r["wheels"] = {"count": len(lock.packages), "bytes": sum(store.path_for(w).stat().st_size for w in lock.packages),
+                   "topped_up": len(missing)}
+
+    # 2. cold gardenbuild build, wheels local.
+    cache = work / "cache"
+    shutil.copytree(warm / "wheels", cache / "wheels", copy_function=os.link)
+    garden = copy_example(work / "garden", f"bench-sol-{run_id}", base=gb_pin)
+    say("cold gardenbuild build (empty step store and layer cache, wheels local)")
+    r["gb_cold"] = gb_build(garden, cache)
+    gb_image = r["gb_cold"]["image"]
+
+    # 3. cold usual build, same wheel files.
+    usual = usual_context(work / "usual", garden, [store.path_for(w) for w in lock.packages], list(lock.requirements),
+                          usual_base)
+    usual_tag = f"localhost/bench/usual-sol:{run_id}"
+    say("cold usual build (buildah bud --layers, empty layer cache, wheels local)")
+    r["usual_cold"] = usual_build(usual, usual_tag)
+
+    # 4. no-op rebuilds.
+    say(f"no-op rebuilds x{args.repeat}")
+    gb_noop, usual_noop = [], []
+    for _ in range(args.repeat):
+        b = gb_build(garden, cache)
+        assert all(s["cached"] for s in b["steps"].values()), f"a no-op gardenbuild build ran steps: {b['steps']}"
+        gb_noop.append(b["seconds"])
+        usual_noop.append(usual_build(usual, usual_tag)["seconds"])
+    r["gb_noop"] = {"median_s": median(gb_noop), "samples": gb_noop}
+    r["usual_noop"] = {"median_s": median(usual_noop), "samples": usual_noop}
+
+    # 5. notebook-only rebuilds: one statement appended to the last code cell.
+    say(f"notebook-only rebuilds x{args.edit_repeat}")
+    r["gb_edit"], r["usual_edit"] = [], []
+    for i in range(args.edit_repeat):
+        edit_notebook(garden / "solubility.ipynb", f"_bench_edit = {i + 1}")
+        r["gb_edit"].append(gb_build(garden, cache))
+        sync_app(usual, garden)
+        r["usual_edit"].append(usual_build(usual, usual_tag))
+
+    # 6. a second garden: another name, a slightly different notebook, the same requirements.
+    say("second garden sharing the dependencies")
+    second = copy_example(work / "second", f"bench-sol2-{run_id}", base=gb_pin)
+    edit_notebook(second / "solubility.ipynb", 'print("second garden")')
+    r["gb_second"] = gb_build(second, cache)
+    r["gb_second"]["env_reused"] = r["gb_second"]["env_image"] == r["gb_cold"]["env_image"] and \
+        r["gb_second"]["steps"]["build-env"]["cached"]
+    usual2 = usual_context(work / "usual2", second, [store.path_for(w) for w in lock.packages],
+                           list(lock.requirements), usual_base)
+    r["usual_second"] = usual_build(usual2, f"localhost/bench/usual-sol2:{run_id}")
+
+    # 7. sizes.
+    r["sizes"] = {"gb_image": image_size(gb_image), "gb_env": image_size(r["gb_cold"]["env_image"]),
+                  "gb_base": image_size(gb_base), "gb_base_original": image_size(GB_BASE),
+                  "usual_image": image_size(usual_tag), "usual_base": image_size(usual_base),
+                  "usual_base_original": image_size(USUAL_BASE)}
+
+    # 8. call latency, one fresh container per call.
+    say(f"call latency x{args.repeat}")
+    gb_runs, usual_runs = [], []
+    for _ in range(args.repeat):
+        gb_runs.append(gb_run(garden, cache))
+        usual_runs.append(usual_run(usual_tag))
+    r["gb_run"] = {"median": medians(gb_runs), "samples": gb_runs}
+    r["usual_run"] = {"median": medians(usual_runs), "samples": usual_runs}
+
+    r["load_end"] = os.getloadavg()
+    r["buildah_procs_end"] = other_buildahs()
+    return r
+
+
+# --- output -------------------------------------------------------------------------------
+
+def fmt_s(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f} s"
+
+
+def mb(n: int) -> str:
+    return f"{n / 1e6:.0f} MB"
+
+
+def table(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    ref = REFERENCE
+    lines = [
+        f"gardenbuild vs the usual way: examples/solubility  (run {r['run_id']}, gardenbuild {m['git']})",
+        f"machine: {m['nproc']} cores, {m['mem']}, Python {m['python']}, buildah {m['buildah']}; "
+        f"load avg {r['load_start'][0]:.2f} -> {r['load_end'][0]:.2f}; other buildah processes "
+        f"{r['buildah_procs_start']} -> {r['buildah_procs_end']}",
+        f"wheels: {r['wheels']['count']} locked, {mb(r['wheels']['bytes'])}; repeats: {r['repeat']} (medians)",
+        "",
+        f"{'figure':<40}{'gardenbuild':>16}{'usual way':>14}{'ref (usual)':>14}",
+    ]
+
+    def row(label: str, gb: str, usual: str, reference: str = "") -> None:
+        lines.append(f"{label:<40}{gb:>16}{usual:>14}{reference:>14}")
+
+    gc, uc = r["gb_cold"], r["usual_cold"]
+    row("cold build, wheels local", fmt_s(gc["seconds"]), fmt_s(uc["seconds"]), fmt_s(ref["cold_s"]))
+    s = gc["steps"]
+    row("  env image (deps install)", fmt_s(s["build-env"]["seconds"]), "", "")
+    row("  notebook step (build+run+commit)", fmt_s(s["execute-notebook"]["seconds"]), "", "")
+    row("  pipeline tests (gardenbuild only)", fmt_s(s["test"]["seconds"]), "-", "")
+    row("  layer-cache hits (should be 0)", str(gc["cache_hits"]), str(uc["cache_hits"]), "")
+    if "gb_full_cold" in r:
+        f = r["gb_full_cold"]
+        row("fully cold (resolve+download+build)", fmt_s(f["seconds"]), "-", "")
+        row("  resolve / fetch", f"{f['steps']['resolve']['seconds']:.1f}/{f['steps']['fetch']['seconds']:.1f} s", "", "")
+    row("no-op rebuild", fmt_s(r["gb_noop"]["median_s"], 2), fmt_s(r["usual_noop"]["median_s"], 2), fmt_s(ref["noop_s"], 2))
+    ge = median([e["seconds"] for e in r["gb_edit"]])
+    ue = median([e["seconds"] for e in r["usual_edit"]])
+    gn = median([e["notebook_s"] for e in r["gb_edit"] if e["notebook_s"] is not None] or [float("nan")])
+    un = median([e["notebook_s"] for e in r["usual_edit"] if e["notebook_s"] is not None] or [float("nan")])
+    row("notebook-only rebuild", fmt_s(ge), fmt_s(ue), fmt_s(ref["edit_s"]))
+    row("  the notebook's own run time", fmt_s(gn, 2), fmt_s(un, 2), "")
+    row("  rebuild minus notebook run", fmt_s(ge - gn), fmt_s(ue - un), "")
+    row("  of which pipeline tests", fmt_s(median([e["steps"]["test"]["seconds"] for e in r["gb_edit"]])), "-", "")
+    g2, u2 = r["gb_second"], r["usual_second"]
+    row("second garden, same deps", fmt_s(g2["seconds"]), fmt_s(u2["seconds"]), "")
+    row("  deps reused?", "env image " + ("yes" if g2["env_reused"] else "NO"),
+        f"{u2['cache_hits']} cached steps", "")
+    z = r["sizes"]
+    row("image size", mb(z["gb_image"]), mb(z["usual_image"]), f"{ref['size_mb']} MB")
+    row("  of which base", mb(z["gb_base"]), mb(z["usual_base"]), f"{ref['base_mb']} MB")
+    row("  of which deps+notebook", mb(z["gb_image"] - z["gb_base"]), mb(z["usual_image"] - z["usual_base"]), "")
+    gr, ur = r["gb_run"]["median"], r["usual_run"]["median"]
+    row("one call, fresh container: total", fmt_s(gr["total_s"], 2), fmt_s(ur["total_s"], 2), fmt_s(ref["run_total_s"], 2))
+    row("  container start+stop", fmt_s(gr["container_s"], 2), fmt_s(ur["container_s"], 2), "")
+    row("  session load", fmt_s(gr["load_s"], 2), fmt_s(ur["load_s"], 2), fmt_s(ref["run_load_s"], 2))
+    row("  call", fmt_s(gr["call_s"], 3), fmt_s(ur["call_s"], 3), fmt_s(ref["run_call_s"], 3))
+    row("  `gardenbuild run` CLI wall time", fmt_s(gr["cli_s"], 2), "", "")
+    if r["usual_base"]["made"]:
+        lines.append(f"(made {USUAL_BASE} first, {r['usual_base']['seconds']:.0f} s; reused by later runs)")
+    lines.append(f"bench wall time {r['bench_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="repeats of the cheap figures (no-op, call); medians")
+    parser.add_argument("--edit-repeat", type=int, default=1, help="repeats of the notebook-only rebuild")
+    parser.add_argument("--json", action="store_true", help="print every figure and sample as JSON instead of the table")
+    parser.add_argument("--skip-full-cold", action="store_true", help="skip the fully cold build (resolve + download)")
+    parser.add_argument("--keep", action="store_true", help="keep the bench's images and work folder (for a look)")
+    args = parser.parse_args()
+    if args.repeat < 1 or args.edit_repeat < 1:
+        parser.error("repeats must be at least 1")
+    if os.geteuid() != 0:
+        parser.error("run as root (buildah's chroot builds and debootstrap need it)")
+
+    run_id = secrets.token_hex(4)
+    work = Path(tempfile.mkdtemp(prefix=f"gardenbuild-bench-{run_id}-"))
+    say(f"run {run_id}, work folder {work}")
+    try:
+        result = run_bench(args, work, run_id)
+    except Failed as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            say(f"kept {work} and the images labelled {BENCH_LABEL}={run_id}")
+        else:
+            removed = cleanup_images(run_id)
+            shutil.rmtree(work, ignore_errors=True)
+            say(f"removed {removed} bench image(s) and the work folder")
+    result["bench_s"] = time.perf_counter() - T0
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    else:
+        print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
