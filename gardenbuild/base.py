@@ -105,12 +105,16 @@ def suite_for(python: str) -> str:
         ) from None
 
 
+DEBIAN_SUITES = {"bullseye", "bookworm", "trixie", "forky", "sid", "oldstable", "stable", "testing", "unstable"}
+
+
 def host_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
     """The Debian mirror the host's apt uses (it may be a local mirror or proxy).
 
     Reads ``sources.list`` and ``sources.list.d/*.list|*.sources`` (one-line and deb822
     formats) and returns the first ``deb`` URI serving a plain release suite (not
-    ``-security``/``-updates``); `DEFAULT_MIRROR` when there is none.
+    ``-security``/``-updates``) of Debian; `DEFAULT_MIRROR` when there is none (an
+    Ubuntu host, say).
     """
     files = [apt_dir / "sources.list"]
     parts = apt_dir / "sources.list.d"
@@ -123,7 +127,8 @@ def host_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
             continue
         entries = _deb822_entries(text) if path.suffix == ".sources" else _one_line_entries(text)
         for uri, suites in entries:
-            if any(re.fullmatch(r"[a-z]+", s) for s in suites) and "security" not in uri:
+            # Only a mirror of Debian itself will do: an Ubuntu host's archive has no bookworm.
+            if set(suites) & DEBIAN_SUITES and "security" not in uri:
                 return uri.rstrip("/")
     return DEFAULT_MIRROR
 

@@ -87,6 +87,13 @@ def test_host_mirror_falls_back_to_debian(tmp_path):
     assert host_mirror(tmp_path / "absent") == "http://deb.debian.org/debian"
 
 
+def test_host_mirror_ignores_an_ubuntu_archive(tmp_path):
+    # An Ubuntu host's archive serves noble/jammy, not bookworm: debootstrap needs Debian's.
+    (tmp_path / "sources.list").write_text("deb http://archive.ubuntu.com/ubuntu noble main universe\n"
+                                           "deb http://archive.ubuntu.com/ubuntu noble-updates main\n")
+    assert host_mirror(tmp_path) == "http://deb.debian.org/debian"
+
+
 def test_debootstrap_argv(tmp_path):
     argv = debootstrap_argv("bookworm", tmp_path / "rootfs", "http://m/debian", cache_dir=tmp_path / "cache")
     assert argv == ["debootstrap", "--foreign", "--variant=minbase", "--include=python3", "--components=main",
