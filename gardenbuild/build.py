@@ -47,6 +47,7 @@ class BuildResult:
     image_id: str
     env_image: str
     out_dir: Path
+    digest: str = ""
     steps: list[StepResult] = field(default_factory=list)
     tests: list[dict[str, Any]] = field(default_factory=list)
 
@@ -55,6 +56,7 @@ class BuildResult:
             "garden": self.garden,
             "image": self.image,
             "image_id": self.image_id,
+            "digest": self.digest,
             "env_image": self.env_image,
             "output_dir": str(self.out_dir),
             "steps": [asdict(s) for s in self.steps],
@@ -146,6 +148,7 @@ class Builder:
                     self.store.remember(self.garden.name, self.garden.root, memory)
                 result.steps.append(StepResult(step.id, step.kind, step.key, cached, round(time.monotonic() - started, 3)))
         result.image_id = self.records["execute-notebook"]["image_id"]
+        result.digest = self.records["execute-notebook"]["digest"]
         result.tests = self.records["test"]["cases"]
         return result
 
@@ -224,11 +227,12 @@ class Builder:
         finally:
             self.store.discard(context)
         metadata = self.backend.run(image_id, ["cat", "/garden/metadata.json"]).stdout.decode()
+        digest = self.backend.digest(image_id)
         # build.json names the image as soon as it exists, so `run` can reach it even when
         # a pipeline test fails; emit-artifacts rewrites it with the whole summary.
-        partial = {"garden": self.garden.name, "image": self.plan.image, "image_id": image_id,
+        partial = {"garden": self.garden.name, "image": self.plan.image, "image_id": image_id, "digest": digest,
                    "pipelines": [p.name for p in self.garden.pipelines], "complete": False}
-        return {"image": self.plan.image, "image_id": image_id,
+        return {"image": self.plan.image, "image_id": image_id, "digest": digest,
                 "files": {"metadata.json": metadata, "build.json": json.dumps(partial, indent=2, sort_keys=True) + "\n"}}
 
     def _test(self, step: Step) -> dict[str, Any]:
@@ -261,6 +265,7 @@ class Builder:
             "env_image": self.plan.env_image,
             "image": self.plan.image,
             "image_id": self.records["execute-notebook"]["image_id"],
+            "digest": self.records["execute-notebook"]["digest"],
             "pipelines": [p.name for p in self.garden.pipelines],
             "steps": {s.id: s.key for s in self.plan.steps()},
             "complete": True,

@@ -21,6 +21,9 @@ from gardenbuild.render import ENV_TEMPLATE, GARDEN_TEMPLATE, pipelines_config
 
 PLATFORM = "x86_64-manylinux_2_36"
 
+#: Bumped whenever what a step records changes, so records of an older layout never match.
+RECORD_FORMAT = 2
+
 KINDS = ("resolve", "fetch", "render", "build-image", "execute-notebook", "test", "emit-artifacts")
 
 
@@ -51,6 +54,7 @@ class Step:
 
     def keyed(self, parent_keys: Mapping[str, str]) -> "Step":
         payload = {
+            "format": RECORD_FORMAT,
             "kind": self.kind,
             "params": self.params,
             "inputs": sorted(self.inputs),
