@@ -50,6 +50,7 @@ REFERENCE = {"cold_s": 33.5, "noop_s": 0.31, "edit_s": 3.4, "size_mb": 804, "bas
              "run_total_s": 1.76, "run_load_s": 1.30, "run_call_s": 0.011}
 
 T0 = time.perf_counter()
+LOGS: list[Path] = []  # a folder to keep every build's output in (the work folder's logs/)
 
 
 def say(message: str) -> None:
@@ -73,10 +74,6 @@ def sh(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None =
         out = (proc.stderr or b"").decode(errors="replace")[-3000:] + (proc.stdout or b"").decode(errors="replace")[-2000:]
         raise Failed(f"{' '.join(map(str, argv[:6]))} ... exited {proc.returncode}:\n{out}")
     return seconds, proc
-
-
-def text(proc: subprocess.CompletedProcess) -> str:
-    return (proc.stdout or b"").decode(errors="replace") + (proc.stderr or b"").decode(errors="replace")
 
 
 def median(values: list[float]) -> float:
@@ -115,22 +112,27 @@ def image_digest(ref: str) -> str:
     return sh(["buildah", "inspect", "--type", "image", "--format", "{{.FromImageDigest}}", ref])[1].stdout.decode().strip()
 
 
-def nonce_base(source: str, ref: str, run_id: str) -> str:
-    """``source`` plus one label, committed as ``ref``: same files, a new image id.
+def nonce_base(source: str, ref: str, run_id: str, work: Path) -> str:
+    """``source`` plus a one-line file naming ``ref``, committed as ``ref``.
 
-    buildah's layer cache is keyed by the parent image's id, so every image built on this
-    base is cold however many builds of the same Containerfile this machine has seen (the
-    flagship example's env image exists here already, built by others). The label is
-    inherited by everything built on it, intermediate images included, which is how
-    `cleanup` finds exactly what this run made.
+    buildah's layer cache matches a step by the top layer and history it builds on, so
+    every image built on this base is cold however many builds of the same Containerfile
+    this machine has seen (the flagship example's env image exists here already, built by
+    others). A label alone would not do: an empty layer on the same parent gets the same
+    layer id. The label is inherited by everything built on this base, intermediate images
+    included, which is how `cleanup_images` finds exactly what this run made.
     """
+    stamp = work / f"bench-base-{secrets.token_hex(4)}"
+    stamp.write_text(f"{ref}\n")
     _, proc = sh(["buildah", "from", "--pull=never", "--quiet", source])
     ctr = proc.stdout.decode().strip()
     try:
+        sh(["buildah", "copy", "--quiet", ctr, stamp, "/etc/gardenbuild-bench-base"])
         sh(["buildah", "config", "--label", f"{BENCH_LABEL}={run_id}", ctr])
         sh(["buildah", "commit", "--quiet", "--timestamp", "0", ctr, ref])
     finally:
         sh(["buildah", "rm", ctr], check=False)
+        stamp.unlink()
     return ref
 
 
@@ -296,13 +298,86 @@ def sync_app(context: Path, garden: Path) -> None:
 
 # --- measurements -------------------------------------------------------------------------
 
-def parse_gb_build(proc: subprocess.CompletedProcess) -> dict[str, Any]:
-    """Steps (from --json) and the notebook's own time (from the -v build log)."""
-    data = json.loads(proc.stdout)
-    log = proc.stderr.decode(errors="replace")
-    steps = {s["id"]: {"cached": s["cached"], "seconds": s["seconds"]} for s in data["steps"]}
-    out: dict[str, Any] = {"image": data["image"], "env_image": data["env_image"], "steps": steps,
-                           "cache_hits": len(re.findall(r"Using cache", log))}
+def streamed(argv: list[str], *, env: dict[str, str] | None = None) -> tuple[float, bytes, list[tuple[float, str]]]:
+    """Run argv; return (wall seconds, stdout, log lines each with its arrival time).
+
+    The log is stderr for gardenbuild (its stdout is the --json document) and stdout plus
+    stderr for buildah. The arrival times split a build into phases (`gb_phases`,
+    `usual_phases`).
+    """
+    argv = [str(a) for a in argv]
+    merge = argv[0] == "buildah"
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if merge else out,
+                                stderr=subprocess.STDOUT if merge else subprocess.PIPE)
+        pipe = proc.stdout if merge else proc.stderr
+        assert pipe is not None
+        lines = [(time.perf_counter() - started, raw.decode(errors="replace").rstrip("\n")) for raw in pipe]
+        returncode = proc.wait()
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        stdout = out.read()
+    log = "\n".join(line for _, line in lines)
+    if LOGS:  # kept with --keep
+        name = f"{len(list(LOGS[0].iterdir())):03d}-{'bud' if merge else 'gardenbuild'}.log"
+        (LOGS[0] / name).write_text(" ".join(argv) + f"\n({seconds:.2f} s)\n\n" + stdout.decode(errors="replace")
+                                    + "\n--- log\n" + "\n".join(f"{t:7.2f} {line}" for t, line in lines) + "\n")
+    if returncode != 0:
+        raise Failed(f"{' '.join(argv[:6])} ... exited {returncode}:\n{log[-3000:]}\n{stdout.decode(errors='replace')[-2000:]}")
+    return seconds, stdout, lines
+
+
+def first(lines: list[tuple[float, str]], pattern: str, after: float = -1.0) -> float | None:
+    """Arrival time of the first line matching ``pattern`` at or after ``after``."""
+    rx = re.compile(pattern)
+    return next((t for t, line in lines if t >= after and rx.search(line)), None)
+
+
+def span(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(b - a, 3)
+
+
+def gb_phases(lines: list[tuple[float, str]], total: float) -> dict[str, float | None]:
+    """Where a notebook-step build goes, from the arrival times of its -v log lines."""
+    step = first(lines, r"^==> run .* inside the image")
+    if step is None:
+        return {}
+    run = first(lines, r"STEP \d+/\d+: RUN .*gardenbuild\.runtime\.execute", step)
+    ran = first(lines, r"gardenbuild: ran \d+ code cells", step)
+    saved = first(lines, r"gardenbuild: saved session", step)
+    test = first(lines, r"^==> run \d+ pipeline test", step)
+    emit = first(lines, r"^==> write build summary", step)
+    return {
+        "start_to_notebook_step_s": round(step, 3),  # interpreter, imports, plan, cached steps
+        "buildah_to_RUN_s": span(step, run),  # buildah start, FROM, COPY src/ ...
+        "RUN_python_and_cells_s": span(run, ran),  # container start, interpreter, the cells
+        "session_dump_s": span(ran, saved),
+        "commit_and_metadata_s": span(saved, test),  # RUN layer + LABEL + COMMIT + `cat metadata.json` container
+        "tests_s": span(test, emit),
+        "finish_s": span(emit, total),
+    }
+
+
+def usual_phases(lines: list[tuple[float, str]], total: float) -> dict[str, float | None]:
+    run = first(lines, r"STEP \d+/\d+: RUN /venv/bin/python train\.py")
+    done = first(lines, r"BENCH-NOTEBOOK-SECONDS")
+    if run is None or done is None:
+        return {}
+    return {"buildah_to_RUN_s": round(run, 3), "RUN_python_cells_dump_s": span(run, done), "commit_s": span(done, total)}
+
+
+def gb_build(garden: Path, cache: Path, *extra_args: str, **extra_env: str) -> dict[str, Any]:
+    """One `gardenbuild -v build --json`: wall time, steps (from --json), notebook time and phases (from the log)."""
+    seconds, stdout, lines = streamed([sys.executable, "-m", "gardenbuild", "-v", "build", str(garden), "--json",
+                                       *extra_args], env=gb_env(cache, **extra_env))
+    data = json.loads(stdout)
+    log = "\n".join(line for _, line in lines)
+    out: dict[str, Any] = {
+        "seconds": seconds, "image": data["image"], "env_image": data["env_image"],
+        "steps": {s["id"]: {"cached": s["cached"], "seconds": s["seconds"]} for s in data["steps"]},
+        "cache_hits": len(re.findall(r"Using cache", log)), "phases": gb_phases(lines, seconds),
+    }
     m = re.search(r"gardenbuild: ran \d+ code cells in ([0-9.]+) s", log)
     out["notebook_s"] = float(m.group(1)) if m else None
     m = re.search(r"gardenbuild: saved session \(.*?\) in ([0-9.]+) s", log)
@@ -310,19 +385,13 @@ def parse_gb_build(proc: subprocess.CompletedProcess) -> dict[str, Any]:
     return out
 
 
-def gb_build(garden: Path, cache: Path, *extra_args: str, **extra_env: str) -> dict[str, Any]:
-    seconds, proc = gardenbuild("-v", "build", str(garden), "--json", *extra_args, cache=cache, **extra_env)
-    out = parse_gb_build(proc)
-    out["seconds"] = seconds
-    return out
-
-
 def usual_build(context: Path, tag: str) -> dict[str, Any]:
-    seconds, proc = sh([*BUD, "-t", tag, "-f", context / "Containerfile", context])
-    log = text(proc)
+    seconds, _, lines = streamed([*BUD, "-t", tag, "-f", context / "Containerfile", context])
+    log = "\n".join(line for _, line in lines)
     m = re.search(r"BENCH-NOTEBOOK-SECONDS ([0-9.]+) BENCH-DUMP-SECONDS ([0-9.]+)", log)
     return {"seconds": seconds, "cache_hits": len(re.findall(r"Using cache", log)),
-            "notebook_s": float(m.group(1)) if m else None, "dump_s": float(m.group(2)) if m else None}
+            "notebook_s": float(m.group(1)) if m else None, "dump_s": float(m.group(2)) if m else None,
+            "phases": usual_phases(lines, seconds)}
 
 
 def gb_run(garden: Path, cache: Path) -> dict[str, float]:
@@ -387,65 +456,65 @@ def run_bench(args: argparse.Namespace, work: Path, run_id: str) -> dict[str, An
     from gardenbuild.report import NullReporter
 
     r: dict[str, Any] = {"run_id": run_id, "machine": machine(), "load_start": os.getloadavg(),
-                         "buildah_procs_start": other_buildahs(), "repeat": args.repeat}
+                         "buildah_procs_start": other_buildahs(), "repeat": args.repeat,
+                         "edit_repeat": args.edit_repeat, "cold_repeat": args.cold_repeat}
     lock = lockfile.read(EXAMPLE)
     assert lock is not None, "examples/solubility has no Gardenfile.lock"
     if not image_exists(GB_BASE):
         raise Failed(f"{GB_BASE} is missing: run `python -m gardenbuild base bootstrap --python 3.11` first")
-
     r["usual_base"] = ensure_usual_base(work)
-    say("per-run bases (same files, fresh image ids, so buildah's layer cache starts empty)")
-    gb_base = nonce_base(GB_BASE, f"localhost/bench/gb-base:{run_id}", run_id)
-    usual_base = nonce_base(USUAL_BASE, f"localhost/bench/usual-base:{run_id}", run_id)
-    gb_pin = (gb_base, image_digest(gb_base))
 
-    # 1. fully cold: no lock, empty step store, empty wheel and uv caches, empty layer cache.
+    # 1. Fully cold: no Gardenfile.lock, empty step store, empty wheel and uv caches, a base
+    #    no build has used. Its wheels then seed the warm wheel cache.
     warm = work / "warm-cache"
     if not args.skip_full_cold:
         say("fully cold gardenbuild build (resolve + download + build)")
-        full_base = nonce_base(GB_BASE, f"localhost/bench/gb-base-full:{run_id}", run_id)
+        full_base = nonce_base(GB_BASE, f"localhost/bench/gb-base:{run_id}-full", run_id, work)
         full = copy_example(work / "full", f"bench-solfull-{run_id}", base=None, keep_lock=False)
         full_cache = work / "cache-full"
-        # no lock, so the base is named on the command line (a first build would use the
-        # flavor's registry image, which cannot be pulled here)
+        # With no lock the base must be named (the flavor's default is a registry image).
         r["gb_full_cold"] = gb_build(full, full_cache, "--base-image", full_base, UV_CACHE_DIR=str(work / "uv-cache"))
         shutil.copytree(full_cache / "wheels", warm / "wheels", copy_function=os.link)
-    # 1b. the warm wheel cache: whatever the lock pins that is not there yet is downloaded (untimed).
     store = WheelStore(warm)
     missing = [w for w in lock.packages if not store.has(w)]
-    if missing:
+    if missing:  # the example's lock pins wheels the fresh resolution did not pick (or it was skipped)
         say(f"downloading {len(missing)} locked wheel(s) into the warm wheel cache (not timed)")
         store.fetch(list(lock.packages), NullReporter())
-    r["wheels"] = {"count": len(lock.packages), "bytes": sum(store.path_for(w).stat().st_size for w in lock.packages),
+    wheel_files = [store.path_for(w) for w in lock.packages]
+    r["wheels"] = {"count": len(wheel_files), "bytes": sum(p.stat().st_size for p in wheel_files),
                    "topped_up": len(missing)}
 
-    # 2. cold gardenbuild build, wheels local.
-    cache = work / "cache"
-    shutil.copytree(warm / "wheels", cache / "wheels", copy_function=os.link)
-    garden = copy_example(work / "garden", f"bench-sol-{run_id}", base=gb_pin)
-    say("cold gardenbuild build (empty step store and layer cache, wheels local)")
-    r["gb_cold"] = gb_build(garden, cache)
-    gb_image = r["gb_cold"]["image"]
+    # 2. Cold builds, wheels local: a fresh step store holding hard links to the warm wheels,
+    #    fresh bases for both sides (an empty layer cache), the same wheel files for both.
+    r["gb_cold"], r["usual_cold"] = [], []
+    for i in range(args.cold_repeat):
+        tag = run_id if i == 0 else f"{run_id}-{i}"
+        gb_base = nonce_base(GB_BASE, f"localhost/bench/gb-base:{tag}", run_id, work)
+        usual_base = nonce_base(USUAL_BASE, f"localhost/bench/usual-base:{tag}", run_id, work)
+        gb_pin = (gb_base, image_digest(gb_base))
+        cache = work / f"cache-{i}"
+        shutil.copytree(warm / "wheels", cache / "wheels", copy_function=os.link)
+        garden = copy_example(work / f"garden-{i}", f"bench-sol-{run_id}", base=gb_pin)
+        say(f"cold gardenbuild build{f' {i + 1}/{args.cold_repeat}' if args.cold_repeat > 1 else ''} "
+            "(empty step store and layer cache, wheels local)")
+        r["gb_cold"].append(gb_build(garden, cache))
+        usual = usual_context(work / f"usual-{i}", garden, wheel_files, list(lock.requirements), usual_base)
+        usual_tag = f"localhost/bench/usual-sol:{run_id}"
+        say("cold usual build (buildah bud --layers, empty layer cache, wheels local)")
+        r["usual_cold"].append(usual_build(usual, usual_tag))
+    gb_cold = r["gb_cold"][-1]
 
-    # 3. cold usual build, same wheel files.
-    usual = usual_context(work / "usual", garden, [store.path_for(w) for w in lock.packages], list(lock.requirements),
-                          usual_base)
-    usual_tag = f"localhost/bench/usual-sol:{run_id}"
-    say("cold usual build (buildah bud --layers, empty layer cache, wheels local)")
-    r["usual_cold"] = usual_build(usual, usual_tag)
-
-    # 4. no-op rebuilds.
+    # 3. No-op rebuilds (alternating, so a busy spell on the machine hits both).
     say(f"no-op rebuilds x{args.repeat}")
-    gb_noop, usual_noop = [], []
+    r["gb_noop"], r["usual_noop"] = [], []
     for _ in range(args.repeat):
         b = gb_build(garden, cache)
-        assert all(s["cached"] for s in b["steps"].values()), f"a no-op gardenbuild build ran steps: {b['steps']}"
-        gb_noop.append(b["seconds"])
-        usual_noop.append(usual_build(usual, usual_tag)["seconds"])
-    r["gb_noop"] = {"median_s": median(gb_noop), "samples": gb_noop}
-    r["usual_noop"] = {"median_s": median(usual_noop), "samples": usual_noop}
+        if not all(s["cached"] for s in b["steps"].values()):
+            raise Failed(f"a no-op gardenbuild build ran steps: {b['steps']}")
+        r["gb_noop"].append(b["seconds"])
+        r["usual_noop"].append(usual_build(usual, usual_tag)["seconds"])
 
-    # 5. notebook-only rebuilds: one statement appended to the last code cell.
+    # 4. Notebook-only rebuilds: one statement appended to the last code cell each time.
     say(f"notebook-only rebuilds x{args.edit_repeat}")
     r["gb_edit"], r["usual_edit"] = [], []
     for i in range(args.edit_repeat):
@@ -454,24 +523,24 @@ def run_bench(args: argparse.Namespace, work: Path, run_id: str) -> dict[str, An
         sync_app(usual, garden)
         r["usual_edit"].append(usual_build(usual, usual_tag))
 
-    # 6. a second garden: another name, a slightly different notebook, the same requirements.
+    # 5. A second garden: another name, a slightly different notebook, the same requirements,
+    #    the same step store and base.
     say("second garden sharing the dependencies")
     second = copy_example(work / "second", f"bench-sol2-{run_id}", base=gb_pin)
     edit_notebook(second / "solubility.ipynb", 'print("second garden")')
     r["gb_second"] = gb_build(second, cache)
-    r["gb_second"]["env_reused"] = r["gb_second"]["env_image"] == r["gb_cold"]["env_image"] and \
-        r["gb_second"]["steps"]["build-env"]["cached"]
-    usual2 = usual_context(work / "usual2", second, [store.path_for(w) for w in lock.packages],
-                           list(lock.requirements), usual_base)
+    r["gb_second"]["env_reused"] = (r["gb_second"]["env_image"] == gb_cold["env_image"]
+                                    and r["gb_second"]["steps"]["build-env"]["cached"])
+    usual2 = usual_context(work / "usual-second", second, wheel_files, list(lock.requirements), usual_base)
     r["usual_second"] = usual_build(usual2, f"localhost/bench/usual-sol2:{run_id}")
 
-    # 7. sizes.
-    r["sizes"] = {"gb_image": image_size(gb_image), "gb_env": image_size(r["gb_cold"]["env_image"]),
+    # 6. Sizes (layer bytes as the manifests list them).
+    r["sizes"] = {"gb_image": image_size(gb_cold["image"]), "gb_env": image_size(gb_cold["env_image"]),
                   "gb_base": image_size(gb_base), "gb_base_original": image_size(GB_BASE),
                   "usual_image": image_size(usual_tag), "usual_base": image_size(usual_base),
                   "usual_base_original": image_size(USUAL_BASE)}
 
-    # 8. call latency, one fresh container per call.
+    # 7. One call in a fresh container, alternating.
     say(f"call latency x{args.repeat}")
     gb_runs, usual_runs = [], []
     for _ in range(args.repeat):
@@ -488,65 +557,84 @@ def run_bench(args: argparse.Namespace, work: Path, run_id: str) -> dict[str, An
 # --- output -------------------------------------------------------------------------------
 
 def fmt_s(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f} s"
+    return "-" if value is None or value != value else f"{value:.{digits}f} s"
 
 
 def mb(n: int) -> str:
     return f"{n / 1e6:.0f} MB"
 
 
+def med(items: list[dict[str, Any]], *path: str) -> float | None:
+    """Median over builds of a nested figure (None where a build lacks it)."""
+    values = []
+    for item in items:
+        for key in path:
+            item = item.get(key) if isinstance(item, dict) else None
+        if isinstance(item, (int, float)):
+            values.append(float(item))
+    return median(values) if values else None
+
+
 def table(r: dict[str, Any]) -> str:
-    m = r["machine"]
-    ref = REFERENCE
+    m, ref = r["machine"], REFERENCE
     lines = [
         f"gardenbuild vs the usual way: examples/solubility  (run {r['run_id']}, gardenbuild {m['git']})",
-        f"machine: {m['nproc']} cores, {m['mem']}, Python {m['python']}, buildah {m['buildah']}; "
-        f"load avg {r['load_start'][0]:.2f} -> {r['load_end'][0]:.2f}; other buildah processes "
-        f"{r['buildah_procs_start']} -> {r['buildah_procs_end']}",
-        f"wheels: {r['wheels']['count']} locked, {mb(r['wheels']['bytes'])}; repeats: {r['repeat']} (medians)",
+        f"machine: {m['nproc']} cores, {m['mem']}, Python {m['python']}, buildah {m['buildah']}; load avg "
+        f"{r['load_start'][0]:.2f} -> {r['load_end'][0]:.2f}; other buildah processes {r['buildah_procs_start']} -> "
+        f"{r['buildah_procs_end']}",
+        f"wheels: {r['wheels']['count']} locked, {mb(r['wheels']['bytes'])}; medians of: cold x{r['cold_repeat']}, "
+        f"no-op and call x{r['repeat']}, notebook edit x{r['edit_repeat']}",
         "",
-        f"{'figure':<40}{'gardenbuild':>16}{'usual way':>14}{'ref (usual)':>14}",
+        f"{'figure':<40}{'gardenbuild':>24}{'usual way':>14}{'ref (usual)':>12}",
     ]
 
-    def row(label: str, gb: str, usual: str, reference: str = "") -> None:
-        lines.append(f"{label:<40}{gb:>16}{usual:>14}{reference:>14}")
+    def row(label: str, gb: str = "", usual: str = "", reference: str = "") -> None:
+        lines.append(f"{label:<40}{gb:>24}{usual:>14}{reference:>12}".rstrip())
 
     gc, uc = r["gb_cold"], r["usual_cold"]
-    row("cold build, wheels local", fmt_s(gc["seconds"]), fmt_s(uc["seconds"]), fmt_s(ref["cold_s"]))
-    s = gc["steps"]
-    row("  env image (deps install)", fmt_s(s["build-env"]["seconds"]), "", "")
-    row("  notebook step (build+run+commit)", fmt_s(s["execute-notebook"]["seconds"]), "", "")
-    row("  pipeline tests (gardenbuild only)", fmt_s(s["test"]["seconds"]), "-", "")
-    row("  layer-cache hits (should be 0)", str(gc["cache_hits"]), str(uc["cache_hits"]), "")
+    row("cold build, wheels local", fmt_s(med(gc, "seconds")), fmt_s(med(uc, "seconds")), fmt_s(ref["cold_s"]))
+    row("  env image / notebook step / tests", "/".join(f"{med(gc, 'steps', k, 'seconds'):.1f}" for k in
+                                                       ("build-env", "execute-notebook", "test")) + " s", "", "")
+    if len(gc) > 1:
+        row("  min - max", f"{min(b['seconds'] for b in gc):.1f} - {max(b['seconds'] for b in gc):.1f} s",
+            f"{min(b['seconds'] for b in uc):.1f} - {max(b['seconds'] for b in uc):.1f} s")
+    row("  layer-cache hits (must be 0)", str(sum(b["cache_hits"] for b in gc)), str(sum(b["cache_hits"] for b in uc)))
     if "gb_full_cold" in r:
         f = r["gb_full_cold"]
-        row("fully cold (resolve+download+build)", fmt_s(f["seconds"]), "-", "")
-        row("  resolve / fetch", f"{f['steps']['resolve']['seconds']:.1f}/{f['steps']['fetch']['seconds']:.1f} s", "", "")
-    row("no-op rebuild", fmt_s(r["gb_noop"]["median_s"], 2), fmt_s(r["usual_noop"]["median_s"], 2), fmt_s(ref["noop_s"], 2))
-    ge = median([e["seconds"] for e in r["gb_edit"]])
-    ue = median([e["seconds"] for e in r["usual_edit"]])
-    gn = median([e["notebook_s"] for e in r["gb_edit"] if e["notebook_s"] is not None] or [float("nan")])
-    un = median([e["notebook_s"] for e in r["usual_edit"] if e["notebook_s"] is not None] or [float("nan")])
-    row("notebook-only rebuild", fmt_s(ge), fmt_s(ue), fmt_s(ref["edit_s"]))
-    row("  the notebook's own run time", fmt_s(gn, 2), fmt_s(un, 2), "")
-    row("  rebuild minus notebook run", fmt_s(ge - gn), fmt_s(ue - un), "")
-    row("  of which pipeline tests", fmt_s(median([e["steps"]["test"]["seconds"] for e in r["gb_edit"]])), "-", "")
+        before = f["seconds"] - sum(st["seconds"] for st in f["steps"].values())
+        row("fully cold (resolve+download+build)", fmt_s(f["seconds"]), "-")
+        row("  CLI+resolve/download/env+nb+tests",
+            f"{before:.1f}/{f['steps']['fetch']['seconds']:.1f}/" + "+".join(
+                f"{f['steps'][k]['seconds']:.1f}" for k in ("build-env", "execute-notebook", "test")))
+    row("no-op rebuild", fmt_s(median(r["gb_noop"]), 2), fmt_s(median(r["usual_noop"]), 2), fmt_s(ref["noop_s"], 2))
+    ge, ue = r["gb_edit"], r["usual_edit"]
+    gn, un = med(ge, "notebook_s"), med(ue, "notebook_s")
+    row("notebook-only rebuild", fmt_s(med(ge, "seconds")), fmt_s(med(ue, "seconds")), fmt_s(ref["edit_s"]))
+    row("  the notebook's own run time (cells)", fmt_s(gn, 2), fmt_s(un, 2))
+    row("  rebuild minus notebook", fmt_s(med(ge, "seconds") - gn if gn else None),
+        fmt_s(med(ue, "seconds") - un if un else None))
+    p = ("start_to_notebook_step_s", "buildah_to_RUN_s", "RUN_python_and_cells_s", "session_dump_s",
+         "commit_and_metadata_s", "tests_s")
+    row("  CLI|to RUN|RUN|dump|commit+meta|tests", "|".join(f"{med(ge, 'phases', k) or 0:.1f}" for k in p))
+    q = ("buildah_to_RUN_s", "RUN_python_cells_dump_s", "commit_s")
+    row("  (usual: to RUN|RUN incl. dump|commit)", "", "|".join(f"{med(ue, 'phases', k) or 0:.1f}" for k in q))
     g2, u2 = r["gb_second"], r["usual_second"]
-    row("second garden, same deps", fmt_s(g2["seconds"]), fmt_s(u2["seconds"]), "")
-    row("  deps reused?", "env image " + ("yes" if g2["env_reused"] else "NO"),
-        f"{u2['cache_hits']} cached steps", "")
+    row("second garden, same deps", fmt_s(g2["seconds"]), fmt_s(u2["seconds"]))
+    row("  deps reused? / cached build steps", ("env image" if g2["env_reused"] else "NOT reused") +
+        f" / {g2['cache_hits']}", f"{u2['cache_hits']} of 7")
     z = r["sizes"]
     row("image size", mb(z["gb_image"]), mb(z["usual_image"]), f"{ref['size_mb']} MB")
     row("  of which base", mb(z["gb_base"]), mb(z["usual_base"]), f"{ref['base_mb']} MB")
-    row("  of which deps+notebook", mb(z["gb_image"] - z["gb_base"]), mb(z["usual_image"] - z["usual_base"]), "")
+    row("  of which deps + notebook", mb(z["gb_image"] - z["gb_base"]), mb(z["usual_image"] - z["usual_base"]))
+    row("  of which COPYed wheels", "-", mb(r["wheels"]["bytes"]))
     gr, ur = r["gb_run"]["median"], r["usual_run"]["median"]
-    row("one call, fresh container: total", fmt_s(gr["total_s"], 2), fmt_s(ur["total_s"], 2), fmt_s(ref["run_total_s"], 2))
-    row("  container start+stop", fmt_s(gr["container_s"], 2), fmt_s(ur["container_s"], 2), "")
+    row("one call, fresh container", fmt_s(gr["total_s"], 2), fmt_s(ur["total_s"], 2), fmt_s(ref["run_total_s"], 2))
+    row("  container start + removal", fmt_s(gr["container_s"], 2), fmt_s(ur["container_s"], 2))
     row("  session load", fmt_s(gr["load_s"], 2), fmt_s(ur["load_s"], 2), fmt_s(ref["run_load_s"], 2))
-    row("  call", fmt_s(gr["call_s"], 3), fmt_s(ur["call_s"], 3), fmt_s(ref["run_call_s"], 3))
-    row("  `gardenbuild run` CLI wall time", fmt_s(gr["cli_s"], 2), "", "")
+    row("  the call", fmt_s(gr["call_s"], 3), fmt_s(ur["call_s"], 3), fmt_s(ref["run_call_s"], 3))
+    row("  `gardenbuild run` command, wall", fmt_s(gr["cli_s"], 2))
     if r["usual_base"]["made"]:
-        lines.append(f"(made {USUAL_BASE} first, {r['usual_base']['seconds']:.0f} s; reused by later runs)")
+        lines.append(f"(made {USUAL_BASE} first, {r['usual_base']['seconds']:.0f} s; later runs reuse it)")
     lines.append(f"bench wall time {r['bench_s']:.0f} s")
     return "\n".join(lines)
 
@@ -554,12 +642,13 @@ def table(r: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="repeats of the cheap figures (no-op, call); medians")
-    parser.add_argument("--edit-repeat", type=int, default=1, help="repeats of the notebook-only rebuild")
+    parser.add_argument("--edit-repeat", type=int, default=3, help="repeats of the notebook-only rebuild")
+    parser.add_argument("--cold-repeat", type=int, default=1, help="repeats of the cold builds (wheels local)")
     parser.add_argument("--json", action="store_true", help="print every figure and sample as JSON instead of the table")
     parser.add_argument("--skip-full-cold", action="store_true", help="skip the fully cold build (resolve + download)")
     parser.add_argument("--keep", action="store_true", help="keep the bench's images and work folder (for a look)")
     args = parser.parse_args()
-    if args.repeat < 1 or args.edit_repeat < 1:
+    if min(args.repeat, args.edit_repeat, args.cold_repeat) < 1:
         parser.error("repeats must be at least 1")
     if os.geteuid() != 0:
         parser.error("run as root (buildah's chroot builds and debootstrap need it)")
@@ -567,6 +656,8 @@ def main() -> int:
     run_id = secrets.token_hex(4)
     work = Path(tempfile.mkdtemp(prefix=f"gardenbuild-bench-{run_id}-"))
     say(f"run {run_id}, work folder {work}")
+    LOGS.append(work / "logs")
+    LOGS[0].mkdir()
     try:
         result = run_bench(args, work, run_id)
     except Failed as exc:

@@ -202,10 +202,10 @@ class Builder:
 
     def _execute(self, step: Step) -> dict[str, Any]:
         context = self.store.scratch()
+        log: list[str] = []
         try:
-            src = context / "src"
             for rel in self.garden.files:
-                dest = src / rel
+                dest = context / "garden" / "src" / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(self.garden.root / rel, dest)
             for rel, path in runtime_files():
@@ -213,12 +213,12 @@ class Builder:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, dest)
             files = self.records["render-garden"]["files"]
-            (context / "pipelines.json").write_text(files["pipelines.json"])
+            (context / "garden" / "pipelines.json").write_text(files["pipelines.json"])
             containerfile = context / "Containerfile"
             containerfile.write_text(files["Containerfile"])
             try:
                 image_id = self.backend.bud(containerfile, context, tag=None if self.fresh else self.plan.image,
-                                            no_cache=self.fresh)
+                                            no_cache=self.fresh, on_line=log.append)
             except BackendError as exc:
                 error = notebook_error(getattr(exc, "log", exc.log_tail), self.garden.notebook)
                 if error is not None:
@@ -226,7 +226,10 @@ class Builder:
                 raise
         finally:
             self.store.discard(context)
-        metadata = self.backend.run(image_id, ["cat", "/garden/metadata.json"]).stdout.decode()
+        results, _ = parse_markers("\n".join(log))
+        metadata = next((r["metadata_json"] for r in reversed(results) if "metadata_json" in r), None)
+        if metadata is None:  # a build served from buildah's layer cache printed nothing
+            metadata = self.backend.run(image_id, ["cat", "/garden/metadata.json"]).stdout.decode()
         digest = self.backend.digest(image_id)
         # build.json names the image as soon as it exists, so `run` can reach it even when
         # a pipeline test fails; emit-artifacts rewrites it with the whole summary.

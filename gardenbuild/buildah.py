@@ -300,7 +300,7 @@ class Buildah:
     def bud(self, containerfile: Path, context: Path, *, tag: str | None, volumes: Sequence[Volume] = (),
             build_args: Mapping[str, object] | None = None, labels: Mapping[str, object] | None = None,
             layers: bool = True, timestamp: int | None = 0, network: str | None = "none",
-            no_cache: bool = False, pull: str = "never") -> str:
+            no_cache: bool = False, pull: str = "never", on_line: Callable[[str], None] | None = None) -> str:
         """Build ``containerfile`` in ``context``; return the image id (64 hex digits).
 
         The image is built untagged and ``tag`` is applied only once the build succeeded, so
@@ -317,7 +317,8 @@ class Buildah:
                                  layers=layers, timestamp=timestamp, network_flags=net_flags,
                                  no_cache=no_cache, pull=pull, iidfile=iidfile)
             self.require()
-            stream(argv, reporter=self.reporter, what="buildah bud", preexec_fn=preexec, hint=BUILDAH_HINT)
+            stream(argv, reporter=self.reporter, what="buildah bud", preexec_fn=preexec, hint=BUILDAH_HINT,
+                   on_line=on_line)
             image_id = _bare_id(iidfile.read_text())
         if tag:
             self.tag(image_id, tag)

@@ -31,7 +31,7 @@ from typing import Any
 
 from gardenbuild.runtime import pipeline_info
 from gardenbuild.runtime.cells import Cell, NotebookError, UnsupportedMagic, cell_filename, read_notebook, to_python
-from gardenbuild.runtime.protocol import ERROR, EXIT_NOTEBOOK, EXIT_OK, EXIT_USAGE, format_marker
+from gardenbuild.runtime.protocol import ERROR, RESULT, EXIT_NOTEBOOK, EXIT_OK, EXIT_USAGE, format_marker
 from gardenbuild.runtime.session import (
     SOURCES_KEY,
     describe_exception,
@@ -326,6 +326,8 @@ def _write_metadata(path: str, metadata: dict[str, Any]) -> None:
     text = json.dumps(metadata, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
+    # The host reads the metadata from the build log: no container needs starting for it.
+    print(format_marker(RESULT, {"metadata_json": text}), flush=True)
 
 
 # --------------------------------------------------------------------------- main
