@@ -18,12 +18,13 @@ from typing import Any, Callable
 from gardenbuild import __version__
 from gardenbuild.buildah import image_in_storage
 from gardenbuild.call import run_tests
+from gardenbuild.debs import PinnedDeb, resolve_debs
 from gardenbuild.deps import PinnedWheel, Target, WheelStore, find_uv, lock_text, resolve
 from gardenbuild.digests import runtime_files
 from gardenbuild.explain import snapshot
 from gardenbuild.errors import BackendError, BuildError, NotebookError
 from gardenbuild.plan import PLATFORM, Plan, Step
-from gardenbuild.render import UV, WHEELHOUSE, pipelines_config, render_env, render_garden
+from gardenbuild.render import DEBS, UV, WHEELHOUSE, pipelines_config, render_env, render_garden
 from gardenbuild.report import Reporter
 from gardenbuild.runtime.protocol import parse_markers
 from gardenbuild.store import StepStore
@@ -164,17 +165,26 @@ class Builder:
     def _resolve(self, step: Step) -> dict[str, Any]:
         if "locked" in step.params:
             wheels = [PinnedWheel(**w) for w in step.params["locked"]["wheels"]]
+            debs = [PinnedDeb(**d) for d in step.params["locked"].get("debs", [])]
         else:
             wheels = resolve(self.garden.requirements, Target(self.garden.python, PLATFORM),
                              indexes=self.garden.indexes, reporter=self.reporter, cache_root=self.store.root)
-        return {"wheels": [asdict(w) for w in wheels], "files": {"requirements.lock": lock_text(wheels)}}
+            debs = resolve_debs(self.garden.system_packages, self.garden.base_image, backend=self.backend,
+                                reporter=self.reporter)
+        files = {"requirements.lock": lock_text(wheels)}
+        if self.garden.system_packages:
+            files["system-packages.lock"] = "".join(f"{d.name}={d.version} sha256:{d.sha256}\n" for d in debs)
+        return {"wheels": [asdict(w) for w in wheels], "debs": [asdict(d) for d in debs], "files": files}
 
     def _wheel_list(self) -> list[PinnedWheel]:
         return [PinnedWheel(**w) for w in self.records["resolve"]["wheels"]]
 
+    def _deb_list(self) -> list[PinnedDeb]:
+        return [PinnedDeb(**d) for d in self.records["resolve"].get("debs", [])]
+
     def _fetch(self, step: Step) -> dict[str, Any]:
-        self.wheels.fetch(self._wheel_list(), self.reporter)
-        return {"count": len(self._wheel_list())}
+        self.wheels.fetch(self._wheel_list() + self._deb_list(), self.reporter)
+        return {"count": len(self._wheel_list()) + len(self._deb_list())}
 
     def _render_env(self, step: Step) -> dict[str, Any]:
         return {"files": {"Containerfile.env": render_env(self.garden)}}
@@ -184,17 +194,19 @@ class Builder:
                           "pipelines.json": pipelines_config(self.garden)}}
 
     def _build_env(self, step: Step) -> dict[str, Any]:
-        wheels = self._wheel_list()
-        self.wheels.fetch(wheels, self.reporter)  # a pruned cache refills here
+        wheels, debs = self._wheel_list(), self._deb_list()
+        self.wheels.fetch(wheels + debs, self.reporter)  # a pruned cache refills here
         context = self.store.scratch()
         try:
-            (context / "requirements.lock").write_text(self.records["resolve"]["files"]["requirements.lock"])
+            for name, text in self.records["resolve"]["files"].items():
+                (context / name).write_text(text)
             containerfile = context / "Containerfile"
             containerfile.write_text(self.records["render-env"]["files"]["Containerfile.env"])
             house = self.wheels.wheelhouse(wheels, context / "wheels")
+            debs_dir = self.wheels.wheelhouse(debs, context / "debs")
             image_id = self.backend.bud(
                 containerfile, context, tag=None if self.fresh else self.plan.env_image, no_cache=self.fresh,
-                volumes=[(house, WHEELHOUSE, "ro"), (Path(find_uv()), UV, "ro")],
+                volumes=[(house, WHEELHOUSE, "ro"), (debs_dir, DEBS, "ro"), (Path(find_uv()), UV, "ro")],
             )
         finally:
             self.store.discard(context)

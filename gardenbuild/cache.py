@@ -2,22 +2,34 @@
 
 Pruning keeps what the last build of every garden folder still uses (the remembered
 step snapshots) and removes the rest: other step records, wheels no kept resolution
-names, scratch folders, and gardenbuild's own images (env and garden tags) that no kept
-record points at. Base images are never touched.
+names, scratch folders and half-written records older than a day, and gardenbuild's own
+images (env and garden tags) that no kept record points at. Only those tags are removed:
+base images, and any other name an image carries, are never touched.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gardenbuild.errors import GardenError
 from gardenbuild.report import Reporter
-from gardenbuild.store import StepStore
+from gardenbuild.store import TMP_GLOB, StepStore
 
 OWN_IMAGES = ("localhost/gardenbuild/env:", "localhost/gardens/")
+#: Scratch left this long is a killed build's, never a running one's (a build's context lives minutes).
+STALE_SECONDS = 24 * 3600
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _du(path: Path) -> int:
@@ -96,12 +108,32 @@ def prune(store: StepStore, backend: Any, reporter: Reporter, *, everything: boo
     if everything:
         for folder in ("resolve", "gardens"):
             shutil.rmtree(store.root / folder, ignore_errors=True)
-    shutil.rmtree(store.root / "tmp", ignore_errors=True)
+    # Scratch folders and half-written records of killed builds; a build running now owns
+    # fresh ones (its build context, the record it is writing), so those stay.
+    for stale in [*(store.root / "tmp").glob("*"), *(store.root / "steps").glob(f"*/{TMP_GLOB}")]:
+        if _age(stale) > STALE_SECONDS:
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
     for image in own_images(backend):
         if image["id"] in kept_images:
             continue
-        reporter.info(f"removing image {', '.join(image['names'])}")
-        backend.rmi(image["id"], force=True)
+        # Only gardenbuild's names are dropped, one by one and without --force: an image that
+        # also carries a name of the user's stays (under that name), and one that a running
+        # container uses (another build, a `gardenbuild run`) is left alone with a warning.
+        ours = [n for n in image["names"] if n.startswith(OWN_IMAGES)]
+        try:
+            for name in ours:
+                backend.rmi(name)
+        except GardenError as exc:
+            tail = getattr(exc, "log_tail", "").strip().splitlines()
+            reporter.warn(f"kept image {', '.join(ours)}: {tail[-1] if tail else exc.message}")
+            continue
+        if len(ours) < len(image["names"]):
+            reporter.info(f"untagged {', '.join(ours)} (the image keeps its other names)")
+            continue
+        reporter.info(f"removed image {', '.join(ours)}")
         freed["images"] += 1
         freed["bytes"] += image["size"]
     return freed

@@ -96,13 +96,18 @@ def _base_digest(backend):
     return digest
 
 
-def _prepare(args: argparse.Namespace, reporter: Reporter, backend, *, upgrade=False):
+def _prepare(args: argparse.Namespace, reporter: Reporter, backend, *, upgrade=False, write=True):
     from gardenbuild.buildah import digest_in_storage
+    from gardenbuild.debs import resolve_debs
     from gardenbuild.prepare import prepare
     from gardenbuild.store import StepStore
 
+    def resolve_system(packages, base):
+        return resolve_debs(packages, base, backend=backend, reporter=reporter)
+
     return prepare(_load(args), base_digest=_base_digest(backend), reporter=reporter, cache_root=StepStore().root,
-                   locked=getattr(args, "locked", False), upgrade=upgrade, have_digest=digest_in_storage)
+                   locked=getattr(args, "locked", False), upgrade=upgrade, have_digest=digest_in_storage, write=write,
+                   resolve_system=resolve_system)
 
 
 @command("check")
@@ -297,7 +302,7 @@ def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> int:
     prepared = _prepare(args, reporter, _backend(reporter), upgrade=upgrade)
     lock = prepared.lock
     path = prepared.garden.root / LOCKFILE
-    state = "updated" if prepared.relocked else "up to date"
+    state = "updated" if prepared.written else "up to date"
     emit(args, {"lockfile": str(path), "state": state, "packages": [f"{w.name}=={w.version}" for w in lock.packages],
                 "base": lock.pinned_base},
          f"{path}: {state} ({len(lock.packages)} packages, base {lock.pinned_base})")
@@ -310,15 +315,17 @@ def cmd_verify(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.verify import summary, verify
 
     backend = _backend(reporter)
-    prepared = _prepare(args, reporter, backend)
+    prepared = _prepare(args, reporter, backend, write=False)  # verify checks the lock, it does not move it
     checks = verify(prepared.plan, store=StepStore(), backend=backend, reporter=reporter)
     ok = all(c.match for c in checks)
     emit(args, {"match": ok, "stages": [c.as_json() for c in checks]},
          summary(checks) + ("\nverified: a rebuild from scratch is bit-for-bit identical" if ok else ""))
     if not ok:
-        raise BuildError("the rebuild differs from the original image (see above)",
-                         hint="a notebook that keeps clock readings, random draws without a seed, or "
-                              "absolute paths in its state cannot reproduce; clear them in a last cell")
+        stage = next(c.stage for c in checks if not c.match)
+        hint = ("a notebook that keeps clock readings, random draws without a seed, or absolute paths in its "
+                "state cannot reproduce; clear them in a last cell" if stage == "garden" else
+                "the environment image should always reproduce: please report this with the files listed above")
+        raise BuildError(f"the rebuild of the {stage} image differs from the original (see above)", hint=hint)
     return 0
 
 

@@ -57,7 +57,8 @@ def _stanzas(text: str) -> list[dict[str, str]]:
 def parse_probe(output: str) -> list[PinnedDeb]:
     """Pinned .debs from the probe's output (pure); sorted by name."""
     uris_text, _, cache_text = output.partition(SEPARATOR)
-    by_filename = {s["Filename"]: s for s in _stanzas(cache_text) if "Filename" in s and "SHA256" in s}
+    needed = {"Package", "Version", "Filename", "SHA256"}
+    by_filename = {s["Filename"]: s for s in _stanzas(cache_text) if needed <= s.keys()}
     debs = []
     for line in uris_text.splitlines():
         m = _URI.match(line.strip())

@@ -24,6 +24,13 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _item(value: Any) -> str:
+    """A list parameter's item: ``KEY=value`` for the (key, value) pairs of `env`."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return f"{value[0]}={value[1]}"
+    return _short(value)
+
+
 def _param_reasons(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     if ("locked" in old) != ("locked" in new):
         return ["dependencies are now pinned by Gardenfile.lock" if "locked" in new else "Gardenfile.lock is not used"]
@@ -39,10 +46,9 @@ def _param_reasons(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             news = tuple(PinnedWheel(**w) for w in b.get("wheels", []))
             reasons += [f"package {c}" for c in package_changes(olds, news)]
         elif isinstance(a, list) and isinstance(b, list):
-            reasons += [f"{name}: removed {x}" for x in a if x not in b]
-            reasons += [f"{name}: added {x}" for x in b if x not in a]
-            if not reasons:
-                reasons.append(f"{name} reordered")
+            changes = [f"{name}: removed {_item(x)}" for x in a if x not in b]
+            changes += [f"{name}: added {_item(x)}" for x in b if x not in a]
+            reasons += changes or [f"{name} reordered"]
         elif name == "config":
             reasons.append("pipelines or their tests changed")
         else:

@@ -41,6 +41,7 @@ class Lock:
     indexes: tuple[str, ...]
     system_packages: tuple[str, ...]
     packages: tuple[PinnedWheel, ...]
+    debs: tuple[PinnedWheel, ...] = ()  # system packages as pinned .deb files (see gardenbuild.debs)
     files: dict[str, str] = field(default_factory=dict)  # garden file -> sha256
     templates: dict[str, str] = field(default_factory=dict)  # template / runtime -> sha256
     gardenbuild: str = __version__
@@ -52,7 +53,10 @@ class Lock:
 
     def plan_lock(self) -> dict[str, Any]:
         """What the plan's resolve step hashes: the pins and the base digest."""
-        return {"base": self.pinned_base, "wheels": [asdict(w) for w in self.packages]}
+        pins: dict[str, Any] = {"base": self.pinned_base, "wheels": [asdict(w) for w in self.packages]}
+        if self.debs:
+            pins["debs"] = [asdict(d) for d in self.debs]
+        return pins
 
     def with_inputs(self, inputs: Inputs) -> "Lock":
         return replace(self, files=dict(inputs.files), templates={**inputs.templates, "runtime": inputs.runtime},
@@ -60,8 +64,8 @@ class Lock:
 
 
 def _q(value: str) -> str:
-    """A TOML basic string (JSON's escapes are valid TOML)."""
-    return json.dumps(value, ensure_ascii=False)
+    """A TOML basic string (JSON's escapes are valid TOML; TOML also forbids a raw DEL)."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _array(values: tuple[str, ...] | list[str]) -> str:
@@ -88,11 +92,12 @@ def dumps(lock: Lock) -> str:
         f"indexes = {_array(lock.indexes)}",
         f"system_packages = {_array(lock.system_packages)}",
     ]
-    for w in sorted(lock.packages):
-        out += ["", "[[package]]", f"name = {_q(w.name)}", f"version = {_q(w.version)}", f"wheel = {_q(w.filename)}",
-                f"url = {_q(w.url)}", f"sha256 = {_q(w.sha256)}"]
-        if w.size is not None:
-            out.append(f"size = {w.size}")
+    for table, key, pins in (("package", "wheel", lock.packages), ("system_package", "deb", lock.debs)):
+        for w in sorted(pins):
+            out += ["", f"[[{table}]]", f"name = {_q(w.name)}", f"version = {_q(w.version)}", f"{key} = {_q(w.filename)}",
+                    f"url = {_q(w.url)}", f"sha256 = {_q(w.sha256)}"]
+            if w.size is not None:
+                out.append(f"size = {w.size}")
     out += ["", "[files]"] + [f"{_q(k)} = {_q(v)}" for k, v in sorted(lock.files.items())]
     out += ["", "[templates]"] + [f"{_q(k)} = {_q(v)}" for k, v in sorted(lock.templates.items())]
     return "\n".join(out) + "\n"
@@ -101,16 +106,20 @@ def dumps(lock: Lock) -> str:
 def loads(text: str, path: Path) -> Lock:
     try:
         data = tomllib.loads(text)
+        # Before reading anything else: another lock-version may be laid out differently.
+        if data["lock-version"] != LOCK_VERSION:
+            raise UserError(f"{path}: lock-version {data['lock-version']!r} is not supported by gardenbuild {__version__}",
+                            # `lock --upgrade` reads the lock first, so it would only repeat this error
+                            hint=f"delete it and run `gardenbuild lock {path.parent}` to resolve afresh")
         env = data["environment"]
-        if data.get("lock-version") != LOCK_VERSION:
-            raise UserError(f"{path}: lock-version {data.get('lock-version')!r} is not supported by gardenbuild {__version__}",
-                            hint="re-create it with `gardenbuild lock --upgrade`")
         return Lock(
             python=env["python"], platform=env["platform"], flavor=env["flavor"], base_image=env["base_image"],
             base_digest=env["base_digest"], requirements=tuple(env["requirements"]), indexes=tuple(env["indexes"]),
             system_packages=tuple(env["system_packages"]),
             packages=tuple(PinnedWheel(p["name"], p["version"], p["wheel"], p["url"], p["sha256"], p.get("size"))
                            for p in data.get("package", [])),
+            debs=tuple(PinnedWheel(p["name"], p["version"], p["deb"], p["url"], p["sha256"], p.get("size"))
+                       for p in data.get("system_package", [])),
             files=dict(data.get("files", {})), templates=dict(data.get("templates", {})),
             gardenbuild=data.get("gardenbuild", "?"),
         )

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from gardenbuild import lockfile
 from gardenbuild.deps import Target, resolve
 from gardenbuild.digests import inputs_for
@@ -26,14 +29,42 @@ class Prepared:
     garden: Garden
     lock: Lock
     plan: Plan
-    relocked: list[str]  # why the lock was (re)written; [] when it was used as is
+    relocked: list[str]  # why the requirements were resolved again; [] when the lock's pins were used
+    written: bool = False  # whether Gardenfile.lock was (re)written: re-resolved, re-pinned or new file hashes
+
+
+def _requirement_names(requirements: Sequence[str]) -> set[str]:
+    names = set()
+    for line in requirements:
+        try:
+            names.add(canonicalize_name(Requirement(line).name))
+        except InvalidRequirement:
+            continue
+    return names
+
+
+#: Resolves system packages against a pinned base image: (packages, base ref) -> pinned .debs.
+SystemResolver = Callable[[Sequence[str], str], Sequence[Any]]
+
+
+def _no_system_packages(packages: Sequence[str], base: str) -> list[Any]:
+    if packages:
+        raise UserError("this build cannot resolve system packages", hint="run it through the gardenbuild CLI")
+    return []
 
 
 def resolve_lock(garden: Garden, *, previous: Lock | None, base_digest: Callable[[str], str], reporter: Reporter,
-                 cache_root: Any, upgrade: bool | Sequence[str] = False) -> Lock:
+                 cache_root: Any, upgrade: bool | Sequence[str] = False,
+                 resolve_system: SystemResolver = _no_system_packages) -> Lock:
     """Resolve `garden` into a fresh Lock, holding earlier pins unless asked to upgrade them."""
+    # Pins carry PEP 503 names; `--upgrade Scikit_Learn` means scikit-learn.
+    chosen = {canonicalize_name(u) for u in (upgrade if isinstance(upgrade, (list, tuple)) else ())}
     keep = [] if previous is None or upgrade is True else [
-        f"{w.name}=={w.version}" for w in previous.packages if w.name not in {u.lower() for u in (upgrade or ())}]
+        f"{w.name}=={w.version}" for w in previous.packages if canonicalize_name(w.name) not in chosen]
+    if previous is not None:
+        known = {canonicalize_name(w.name) for w in previous.packages} | _requirement_names(garden.requirements)
+        for name in sorted(chosen - known):
+            reporter.warn(f"--upgrade {name}: neither Gardenfile.lock nor the requirements name such a package")
     target = Target(garden.python, PLATFORM)
     cache = None if upgrade else cache_root
     try:
@@ -44,16 +75,20 @@ def resolve_lock(garden: Garden, *, previous: Lock | None, base_digest: Callable
             raise
         reporter.info("earlier pins no longer fit the requirements; resolving afresh")
         wheels = resolve(garden.requirements, target, indexes=garden.indexes, reporter=reporter, cache_root=cache)
+    digest = base_digest(garden.base_image)
+    pinned_base = f"{garden.base_image.split('@')[0]}@{digest}"
     return Lock(
         python=garden.python, platform=PLATFORM, flavor=garden.flavor.name, base_image=garden.base_image,
-        base_digest=base_digest(garden.base_image), requirements=garden.requirements, indexes=garden.indexes,
+        base_digest=digest, requirements=garden.requirements, indexes=garden.indexes,
         system_packages=garden.system_packages, packages=tuple(wheels),
+        debs=tuple(resolve_system(garden.system_packages, pinned_base)),
     )
 
 
 def prepare(garden: Garden, *, base_digest: Callable[[str], str], reporter: Reporter, cache_root: Any,
             locked: bool = False, upgrade: bool | Sequence[str] = False, write: bool = True,
-            have_digest: Callable[[str], bool | None] = lambda digest: True) -> Prepared:
+            have_digest: Callable[[str], bool | None] = lambda digest: True,
+            resolve_system: SystemResolver = _no_system_packages) -> Prepared:
     """Use, check or (re)write the lock, then plan the build against it."""
     inputs = inputs_for(garden)
     lock = lockfile.read(garden.root)
@@ -87,6 +122,7 @@ def prepare(garden: Garden, *, base_digest: Callable[[str], str], reporter: Repo
         if relocked != ["no lock yet"]:
             reporter.info(f"re-resolving: {'; '.join(relocked)}")
         fresh = resolve_lock(garden, previous=lock, base_digest=base_digest, reporter=reporter,
+                             resolve_system=resolve_system,
                              cache_root=cache_root, upgrade=upgrade)
         if lock is not None:
             for change in lockfile.package_changes(lock.packages, fresh.packages):
@@ -94,7 +130,8 @@ def prepare(garden: Garden, *, base_digest: Callable[[str], str], reporter: Repo
         lock = fresh
     assert lock is not None
     current = lock.with_inputs(inputs)
-    if write and (current != lock or relocked or relocked_base):
+    written = write and (current != lock or bool(relocked) or relocked_base)
+    if written:
         lockfile.write(garden.root, current)
     pinned = garden.with_base_image(current.pinned_base)
-    return Prepared(pinned, current, plan(pinned, replace(inputs, lock=current.plan_lock())), relocked)
+    return Prepared(pinned, current, plan(pinned, replace(inputs, lock=current.plan_lock())), relocked, written)

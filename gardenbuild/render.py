@@ -14,6 +14,7 @@ from gardenbuild.resources import data_dir
 VENV = "/opt/garden/venv"
 WHEELHOUSE = "/opt/gardenbuild/wheels"
 UV = "/opt/gardenbuild/uv"
+DEBS = "/opt/gardenbuild/debs"
 ENV_TEMPLATE = "Containerfile.env.j2"
 GARDEN_TEMPLATE = "Containerfile.j2"
 
@@ -70,6 +71,7 @@ def render_env(garden: Garden) -> str:
         system_packages=garden.system_packages,
         venv=VENV,
         wheelhouse=WHEELHOUSE,
+        debs=DEBS,
         uv=UV,
     )
 

@@ -33,14 +33,35 @@ def default_root() -> Path:
     return Path(user_cache_dir("gardenbuild"))
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Read once at import, before any thread runs (reading the umask briefly changes it).
+UMASK = _umask()
+#: What a stray temporary file of `atomic_write` is called; `cache prune` removes them.
+TMP_GLOB = ".*.tmp"
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the new one, never a part."""
+    """Write `data` to `path` so readers see the old file or the new one, never a part.
+
+    The file gets the mode of the file it replaces, else the usual 0644 under the umask
+    (mkstemp's 0600 would make a Gardenfile.lock unreadable to the rest of a team).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o666 & ~UMASK
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -93,11 +114,12 @@ class StepStore:
 
     def entries(self) -> Iterator[Entry]:
         for path in sorted((self.root / "steps").glob("*/*.json")):
-            try:
+            try:  # another process may prune (remove) a record while we list
                 record = json.loads(path.read_text())
-            except json.JSONDecodeError:
+                size = path.stat().st_size
+            except (FileNotFoundError, json.JSONDecodeError):
                 continue
-            yield Entry(record.get("key", path.stem), record.get("kind", "?"), record, path.stat().st_size)
+            yield Entry(record.get("key", path.stem), record.get("kind", "?"), record, size)
 
     @contextmanager
     def lock(self, name: str, timeout: float = 600) -> Iterator[None]:

@@ -29,7 +29,7 @@ class StageCheck:
     original: str
     rebuilt: str
     digest: str
-    layer: int | None = None  # 1-based index of the first differing layer
+    layer: int | None = None  # 1-based index of the first differing layer; None when only the config differs
     created_by: str = ""
     files: list[str] = field(default_factory=list)
 
@@ -75,9 +75,27 @@ def _layers(inspect: dict[str, Any]) -> tuple[list[str], list[str]]:
     return list(oci["rootfs"]["diff_ids"]), created
 
 
+def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """``config.Env differs`` lines for the fields of two OCI image configs that differ (pure)."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if x == y or key == "rootfs":
+            continue
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += [f"{key}.{k} differs" for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
+        else:
+            out.append(f"{key} differs")
+    return out
+
+
 def explain_mismatch(backend: Any, original: str, rebuilt: str, check: StageCheck) -> None:
-    ids_a, created = _layers(backend.inspect(original))
-    ids_b, _ = _layers(backend.inspect(rebuilt))
+    inspect_a, inspect_b = backend.inspect(original), backend.inspect(rebuilt)
+    ids_a, created = _layers(inspect_a)
+    ids_b, _ = _layers(inspect_b)
+    if ids_a == ids_b:  # every layer is the same: the image configs (labels, env, history) differ
+        check.files = config_differences(inspect_a["OCIv1"], inspect_b["OCIv1"]) or ["the image configs differ"]
+        return
     index = next((i for i, (x, y) in enumerate(zip(ids_a, ids_b)) if x != y), min(len(ids_a), len(ids_b)))
     check.layer = index + 1
     check.created_by = created[index] if index < len(created) else ""
@@ -117,6 +135,9 @@ def summary(checks: list[StageCheck]) -> str:
     for c in checks:
         if c.match:
             lines.append(f"{c.stage}: match ({c.digest})")
+        elif c.layer is None:
+            lines.append(f"{c.stage}: MISMATCH in the image config (every layer is identical)")
+            lines += [f"  {f}" for f in c.files]
         else:
             lines.append(f"{c.stage}: MISMATCH in layer {c.layer} ({c.created_by.strip()[:100]})")
             lines += [f"  {f}" for f in c.files]

@@ -323,3 +323,24 @@ def test_interrupted_build_tags_and_records_nothing(base_image, build_cache, tmp
     assert step_records(build_cache, "execute-notebook") == before
     left = subprocess.run(["buildah", "containers", "-q"], capture_output=True, text=True, check=True).stdout.split()
     assert set(left) <= set(containers), f"the interrupted build left containers behind: {set(left) - set(containers)}"
+
+
+# --------------------------------------------------------------------------- system packages
+
+
+def test_system_packages_are_pinned_debs_installed_without_network(base_image, tmp_path):
+    garden = copy_garden(FIXTURES / "system_jq", tmp_path / "system_jq")
+    code, out, err = cli("build", str(garden), "--base-image", base_image, "--json")
+    assert code == 0, err
+    lock = tomllib.loads((garden / "Gardenfile.lock").read_text())
+    debs = {p["name"]: p for p in lock["system_package"]}
+    # jq and the libraries the base image lacks, each pinned by version and sha256.
+    assert {"jq", "libjq1", "libonig5"} <= set(debs)
+    assert all(len(p["sha256"]) == 64 and p["deb"].endswith(".deb") for p in debs.values())
+    assert (garden / ".gardenbuild" / "Containerfile.env").read_text().count("dpkg --install") == 1
+
+    code, out, err = cli("run", str(garden), "query", "--input", '{"doc": {"x": [3, 4]}, "expr": ".x | add"}')
+    assert (code, out) == (0, '"7"\n'), err
+    image = json.loads((garden / ".gardenbuild" / "build.json").read_text())["image"]
+    version = Buildah().run(image, ["dpkg-query", "-W", "-f", "${Version}", "jq"]).stdout.decode()
+    assert version == debs["jq"]["version"]
