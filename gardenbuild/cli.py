@@ -452,7 +452,14 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # -q/-v belong to the top-level parser; accept them after the command too, where
+    # people type them (`gardenbuild build . -q`).
+    argv = [a for a in argv if a in GLOBAL_FLAGS] + [a for a in argv if a not in GLOBAL_FLAGS]
     args = parser().parse_args(argv)
     _register_publish_commands()
     reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet)

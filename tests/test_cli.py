@@ -282,3 +282,9 @@ def test_module_entry_point_shows_no_traceback(tmp_path, gardens):
     assert bad.stdout == ""
     assert bad.stderr == (f"error: no Gardenfile.toml in {tmp_path}\n"
                           f"hint: create one with: gardenbuild init {tmp_path} --notebook NOTEBOOK.ipynb\n")
+
+
+def test_global_flags_may_follow_the_command(gardens, run_cli):
+    code, out, err = run_cli("check", str(gardens["solubility"]), "-q")
+    assert (code, err) == (0, "")
+    assert out.startswith("ok: ")
