@@ -9,25 +9,22 @@ temporary folder first (with the example's Gardenfile.lock), so builds write no
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import threading
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
 from gardenbuild.buildah import Buildah
 from gardenbuild.call import PYTHON
-from gardenbuild.cli import main
 from gardenbuild.store import StepStore
+from helpers import cli, copy_garden
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,17 +39,8 @@ SOLUBILITY = REPO / "examples" / "solubility"
 STEP_IDS = ["resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "emit-artifacts"]
 
 
-def cli(*args: str) -> tuple[int, str, str]:
-    """``gardenbuild ARGS`` in-process (any fixture scope): exit code, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
-def copy_garden(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".gardenbuild", ".ipynb_checkpoints"))
-    return dest
 
 
 def tags(name: str) -> list[str]:

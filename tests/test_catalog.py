@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
 
@@ -10,8 +9,8 @@ import pytest
 
 from gardenbuild.catalog import Catalog, CatalogError, default_path, record_build
 from gardenbuild.errors import UserError
-from gardenbuild.publish import commands
 from gardenbuild.report import RecordingReporter
+from helpers import publish_cli as cli
 
 BUILD = {"garden": "solubility", "version": "1.0.0", "image": "localhost/gardens/solubility:4d130430f330e3b10ec1",
          "image_id": "d45c" * 16, "env_image": "localhost/gardenbuild/env:5f5b", "python": "3.11", "flavor": "sklearn",
@@ -23,11 +22,6 @@ def catalog(tmp_path):
     return Catalog(tmp_path / "data" / "catalog.sqlite")
 
 
-def cli(*argv: str) -> tuple[argparse.Namespace, int]:
-    top = argparse.ArgumentParser(prog="gardenbuild")
-    commands.add_parsers(top.add_subparsers(dest="command"))
-    args = top.parse_args(list(argv))
-    return args, commands.HANDLERS[args.command](args, RecordingReporter())
 
 
 def test_location(tmp_path, monkeypatch):

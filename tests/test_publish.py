@@ -23,6 +23,7 @@ from gardenbuild.load import load
 from gardenbuild.publish import PLACEHOLDER_DIGEST, commands, datacite, publish, registry
 from gardenbuild.publish.datacite import API, TEST_API
 from gardenbuild.report import RecordingReporter
+from helpers import publish_cli as cli
 
 IMAGE = "localhost/gardens/solubility:4d130430f330e3b10ec1"
 IMAGE_ID = "d45cff783293c473ed36b1ae11b29d1c5db589bd512ea1cc44ce4948006509a7"
@@ -134,11 +135,6 @@ def test_dry_run_lists_what_would_stop_the_real_run(garden, summary, backend, ca
     assert result.requests[0]["json"]["data"]["attributes"]["doi"].startswith("<DATACITE_PREFIX>/")
 
 
-def cli(*argv: str) -> tuple[argparse.Namespace, int]:
-    top = argparse.ArgumentParser(prog="gardenbuild")
-    commands.add_parsers(top.add_subparsers(dest="command"))
-    args = top.parse_args(list(argv))
-    return args, commands.HANDLERS[args.command](args, RecordingReporter())
 
 
 @pytest.fixture

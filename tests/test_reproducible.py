@@ -12,14 +12,12 @@ in the quick loop. The rest are marked ``integration``.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -27,8 +25,8 @@ from packaging.version import Version
 
 from gardenbuild import lockfile
 from gardenbuild.buildah import Buildah, CommandError
-from gardenbuild.cli import main
 from gardenbuild.verify import StageCheck, config_differences, explain_mismatch, file_differences, summary
+from helpers import cli, copy_garden
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "gardens"
@@ -111,17 +109,8 @@ def test_config_differences_ignore_the_layers_and_equal_fields():
 # ---------------------------------------------------------------- real builds in private storage
 
 
-def cli(*args: str) -> tuple[int, str, str]:
-    """``gardenbuild ARGS`` in-process: exit code, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
-def copy_garden(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".gardenbuild", ".ipynb_checkpoints"))
-    return dest
 
 
 def make_storage(root: Path, base: str) -> Path:
@@ -357,7 +346,7 @@ def test_verify_names_the_layer_and_file_of_a_notebook_that_keeps_a_clock_readin
     code, out, err = cli("verify", str(garden), "--json")
     assert code == 1
     assert err.splitlines()[-2:] == [
-        "error: the rebuild differs from the original image (see above)",
+        "error: the rebuild of the garden image differs from the original (see above)",
         "hint: a notebook that keeps clock readings, random draws without a seed, or absolute paths in its state "
         "cannot reproduce; clear them in a last cell",
     ]

@@ -209,27 +209,21 @@ def codemeta(garden: Garden, *, doi: str | None = None, image_ref: str | None = 
         data["identifier"] = f"https://doi.org/{doi}"
     if image_ref:
         data["installUrl"] = f"docker://{image_ref}"
-    papers = []
-    for p in meta.papers:
-        article: dict[str, Any] = {"@type": "ScholarlyArticle", "name": p.title}
-        if p.doi:
-            article["@id"] = f"https://doi.org/{p.doi}"
-        elif p.url:
-            article["url"] = p.url
-        papers.append(article)
-    if papers:
-        data["referencePublication"] = papers
-    datasets = []
-    for d in meta.datasets:
-        item: dict[str, Any] = {"@type": "Dataset", "name": d.title}
-        if d.doi:
-            item["@id"] = f"https://doi.org/{d.doi}"
-        elif d.url:
-            item["url"] = d.url
-        datasets.append(item)
-    if datasets:
-        data["isBasedOn"] = datasets
+    for key, kind, items in (("referencePublication", "ScholarlyArticle", meta.papers),
+                             ("isBasedOn", "Dataset", meta.datasets)):
+        if items:
+            data[key] = [_linked(kind, item) for item in items]
     return data
+
+
+def _linked(kind: str, item: Any) -> dict[str, Any]:
+    """A codemeta reference to a paper or dataset: by DOI when it has one, else by URL."""
+    out: dict[str, Any] = {"@type": kind, "name": item.title}
+    if item.doi:
+        out["@id"] = f"https://doi.org/{item.doi}"
+    elif item.url:
+        out["url"] = item.url
+    return out
 
 
 def write_files(garden: Garden, out_dir: Path, *, doi: str | None = None, image_ref: str | None = None) -> list[Path]:
