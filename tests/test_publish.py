@@ -342,10 +342,14 @@ def test_no_secret_is_written_anywhere(built, garden, capsys, tmp_path, doi, mon
 def fake_globus(monkeypatch):
     calls = []
 
-    def register(garden, image_ref, *, client, dry_run):
+    def register(garden, image_ref, *, client, dry_run, known=None, on_registered=None):
         calls.append((image_ref, client, dry_run))
         request = {"pipeline": "predict_solubility", "method": "POST", "path": "/v3/functions", "body": {"x": 1}}
-        return ({} if dry_run else {"predict_solubility": "fn-0001"}), [request]
+        if dry_run:
+            return {}, [request]
+        if on_registered:
+            on_registered("predict_solubility", "fn-0001")
+        return {"predict_solubility": "fn-0001"}, [request]
 
     module = types.SimpleNamespace(register=register)
     monkeypatch.setitem(sys.modules, "gardenbuild.publish.globus", module)
@@ -366,6 +370,40 @@ def test_functions_are_registered_once(garden, summary, backend, catalog, doi, f
     again = run(garden, summary, backend, catalog, globus=True, globus_client=lambda: pytest.fail("no login needed"))
     assert len(fake_globus) == 1 and again.function_ids == {"predict_solubility": "fn-0001"}
     assert ("globus", "skipped") in [(s.stage, s.state) for s in again.stages]
+
+
+@responses.activate
+def test_a_registration_interrupted_half_way_resumes_with_the_rest(garden, summary, backend, catalog, doi,
+                                                                   monkeypatch):
+    """Two pipelines; the service fails on the second: the first id is kept, and only the
+    second is registered when the same command runs again."""
+    from gardenbuild.publish.globus import PublishError
+
+    datacite_ok(doi)
+    sent: list[str] = []
+    outage = [True]  # the service fails once, on the second pipeline
+
+    def register(garden, image_ref, *, client, dry_run, known=None, on_registered=None):
+        ids = dict(known or {})
+        for name in ("predict_solubility", "explain"):
+            if name in ids:
+                continue
+            if name == "explain" and outage:
+                outage.clear()
+                raise PublishError("Globus Compute is unreachable")
+            sent.append(name)
+            ids[name] = f"fn-{name}"
+            on_registered(name, ids[name])
+        return ids, []
+
+    module = types.SimpleNamespace(register=register)
+    monkeypatch.setitem(sys.modules, "gardenbuild.publish.globus", module)
+    monkeypatch.setattr(publish_pkg, "globus", module, raising=False)
+    with pytest.raises(PublishError):
+        run(garden, summary, backend, catalog, globus=True, globus_client=object)
+    result = run(garden, summary, backend, catalog, globus=True, globus_client=object)
+    assert sent == ["predict_solubility", "explain"]  # nothing registered twice
+    assert result.function_ids == {"predict_solubility": "fn-predict_solubility", "explain": "fn-explain"}
 
 
 def test_globus_dry_run_and_alone(garden, summary, backend, catalog, fake_globus):

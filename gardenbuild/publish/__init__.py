@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -112,24 +112,21 @@ def _globus() -> Any:
     return globus
 
 
-def _globus_register(garden: Garden, image_ref: str, *, client: Any, dry_run: bool) -> tuple[dict[str, str], list[dict[str, Any]]]:
-    """Call the Globus stage through its interface; accept ``ids`` or ``(ids, requests)``.
+def _globus_register(garden: Garden, image_ref: str, *, client: Any, dry_run: bool,
+                     known: Mapping[str, str] | None = None,
+                     on_registered: Callable[[str, str], None] | None = None,
+                     ) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Call the Globus stage: function ids by pipeline, and the requests (sent or planned).
 
     ``client`` may be a zero-argument factory, called only when something is registered
-    (so a run that skips this stage needs no Globus login).
+    (so a run that skips this stage needs no Globus login). Pipelines in ``known`` were
+    registered by an earlier run and are not registered again.
     """
     globus = _globus()
     if callable(client) and not dry_run and not hasattr(client, "register_function"):
         client = client()
-    result = globus.register(garden, image_ref, client=client, dry_run=dry_run)
-    if isinstance(result, tuple) and len(result) == 2:
-        ids, reqs = result
-    else:
-        ids = getattr(result, "function_ids", result)
-        reqs = getattr(result, "requests", [])
-    out = [r.as_json() if hasattr(r, "as_json") else dict(r) if isinstance(r, Mapping) else {"request": str(r)}
-           for r in reqs or []]
-    return {str(k): str(v) for k, v in dict(ids or {}).items()}, out
+    return globus.register(garden, image_ref, client=client, dry_run=dry_run, known=known,
+                           on_registered=on_registered)
 
 
 class _Run:
@@ -381,7 +378,12 @@ class _Run:
         if not self.dry_run:
             self.reporter.step(f"registering {len(self.garden.pipelines)} pipeline(s) with Globus Compute")
             self.mark("globus", "pending", detail=image_ref)
-        ids, requests = _globus_register(self.garden, image_ref, client=self.globus_client, dry_run=self.dry_run)
+        def registered(name: str, function_id: str) -> None:
+            pub.function_ids = {**pub.function_ids, name: function_id}
+            self.save()  # one at a time: a failure later on must not forget this one
+
+        ids, requests = _globus_register(self.garden, image_ref, client=self.globus_client, dry_run=self.dry_run,
+                                         known=pub.function_ids, on_registered=registered)
         if self.dry_run:
             self.result.requests += [{"stage": "globus", "service": "globus-compute", **r} for r in requests]
             self.outcome("globus", "planned", f"register {len(self.garden.pipelines)} function(s)")

@@ -191,7 +191,8 @@ def _check_source_strategy(client: Any) -> None:
 
 
 def register(garden: Garden, image_ref: str, *, client: Any = None, dry_run: bool = False,
-             public: bool = True, paths: ShimPaths = IMAGE_PATHS, reporter: Reporter | None = None
+             public: bool = True, paths: ShimPaths = IMAGE_PATHS, reporter: Reporter | None = None,
+             known: Mapping[str, str] | None = None, on_registered: Callable[[str, str], None] | None = None,
              ) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """Register every pipeline of ``garden`` as a Globus Compute function, public by
     default: a published garden is for others to call (the shim holds no secret).
@@ -199,7 +200,9 @@ def register(garden: Garden, image_ref: str, *, client: Any = None, dry_run: boo
     Returns ``(function_ids, requests)``: pipeline name -> function UUID (empty on a dry
     run) and, per pipeline, ``{"pipeline", "method", "path", "body"}`` — the registration
     request as sent (or, on a dry run, as it would be). ``paths`` is the layout inside
-    the image; tests point it at a session on the host.
+    the image; tests point it at a session on the host. Pipelines in ``known`` (ids from
+    an earlier, interrupted run) are kept, not registered again; ``on_registered`` hears
+    of each new id as soon as the service returned it, so a later failure loses none.
     """
     reporter = reporter or NullReporter()
     check_image_ref(image_ref)
@@ -216,8 +219,11 @@ def register(garden: Garden, image_ref: str, *, client: Any = None, dry_run: boo
     from gardenbuild.publish.auth import translate
 
     app = getattr(client, "app", None)
-    ids: dict[str, str] = {}
+    ids: dict[str, str] = {name: fid for name, fid in (known or {}).items()
+                           if name in {p.name for p in garden.pipelines}}
     for pipeline, request in zip(garden.pipelines, requests, strict=True):
+        if pipeline.name in ids:
+            continue
         fn = _shim(garden, pipeline, image_ref, paths)
         try:
             ids[pipeline.name] = str(client.register_function(fn, description=request["body"]["description"],
@@ -225,6 +231,8 @@ def register(garden: Garden, image_ref: str, *, client: Any = None, dry_run: boo
         except Exception as e:  # noqa: BLE001 - SDK and HTTP errors alike are translated
             raise translate(e, app, f"registering pipeline {pipeline.name!r} with Globus Compute") from None
         reporter.info(f"registered {pipeline.name} as Globus Compute function {ids[pipeline.name]}")
+        if on_registered is not None:
+            on_registered(pipeline.name, ids[pipeline.name])
     return ids, requests
 
 
