@@ -215,23 +215,44 @@ def _backend(reporter: Reporter):
 
 @command("build")
 def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.build import Builder
-    from gardenbuild.store import StepStore
+    from gardenbuild import stamp
 
     started = time.monotonic()
-    backend = _backend(reporter)
-    prepared = _prepare(args, reporter, backend)
-    result = Builder(prepared.plan, store=StepStore(), backend=backend, reporter=reporter).run()
-    from gardenbuild.build import last_build
-    from gardenbuild.catalog import record_build
+    root, options = _build_root_and_options(args)
+    done = None
+    if (root / "Gardenfile.toml").is_file():
+        done = stamp.unchanged(root / ".gardenbuild", stamp.fingerprint(root, options))
+    if done is not None:  # nothing that a build reads changed: no step would run
+        data = {**done, "steps": [{**s, "cached": True, "seconds": 0.0} for s in done["steps"]]}
+    else:
+        from gardenbuild.build import Builder, last_build
+        from gardenbuild.catalog import record_build
+        from gardenbuild.store import StepStore
 
-    record_build(last_build(prepared.garden.root) or {}, root=prepared.garden.root, reporter=reporter)
-    data = result.as_json()
+        backend = _backend(reporter)
+        prepared = _prepare(args, reporter, backend)
+        result = Builder(prepared.plan, store=StepStore(), backend=backend, reporter=reporter).run()
+        record_build(last_build(prepared.garden.root) or {}, root=prepared.garden.root, reporter=reporter)
+        data = result.as_json()
+        # Fingerprinted after the build: it may have (re)written Gardenfile.lock.
+        stamp.write(prepared.garden.root / ".gardenbuild", stamp.fingerprint(prepared.garden.root, options), data)
     data["seconds"] = round(time.monotonic() - started, 2)
-    built = sum(not s.cached for s in result.steps)
-    emit(args, data, f"built {result.image} in {data['seconds']} s ({built} step(s) ran, "
-                     f"{len(result.steps) - built} cached); outputs in {result.out_dir}")
+    built = sum(not s["cached"] for s in data["steps"])
+    emit(args, data, f"built {data['image']} in {data['seconds']} s ({built} step(s) ran, "
+                     f"{len(data['steps']) - built} cached); outputs in {data['output_dir']}")
     return 0
+
+
+def _build_root_and_options(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """The garden folder, and every option that can change what a build does (no heavy imports)."""
+    from gardenbuild.store import default_root
+
+    root = Path(args.dir).resolve()
+    return root, {
+        "base_image": getattr(args, "base_image", None) or os.environ.get("GARDENBUILD_BASE_IMAGE"),
+        "locked": getattr(args, "locked", False),
+        "cache": str(default_root().resolve()),
+    }
 
 
 def _built(args: argparse.Namespace) -> dict[str, Any]:
