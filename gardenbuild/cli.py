@@ -219,9 +219,10 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
 
     started = time.monotonic()
     root, options = _build_root_and_options(args)
-    done = None
+    done, before = None, None
     if (root / "Gardenfile.toml").is_file():
-        done = stamp.unchanged(root / ".gardenbuild", stamp.fingerprint(root, options))
+        before = stamp.fingerprint(root, options)
+        done = stamp.unchanged(root / ".gardenbuild", before)
     if done is not None:  # nothing that a build reads changed: no step would run
         data = {**done, "steps": [{**s, "cached": True, "seconds": 0.0} for s in done["steps"]]}
     else:
@@ -234,8 +235,9 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
         result = Builder(prepared.plan, store=StepStore(), backend=backend, reporter=reporter).run()
         record_build(last_build(prepared.garden.root) or {}, root=prepared.garden.root, reporter=reporter)
         data = result.as_json()
-        # Fingerprinted after the build: it may have (re)written Gardenfile.lock.
-        stamp.write(prepared.garden.root / ".gardenbuild", stamp.fingerprint(prepared.garden.root, options), data)
+        # A build that (re)wrote Gardenfile.lock changed its own input: fingerprint again.
+        after = before if before and not prepared.written else stamp.fingerprint(prepared.garden.root, options)
+        stamp.write(prepared.garden.root / ".gardenbuild", after, data)
     data["seconds"] = round(time.monotonic() - started, 2)
     built = sum(not s["cached"] for s in data["steps"])
     emit(args, data, f"built {data['image']} in {data['seconds']} s ({built} step(s) ran, "
