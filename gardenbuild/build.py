@@ -88,6 +88,21 @@ def notebook_error(log: str, notebook: str) -> NotebookError | None:
     return NotebookError("\n".join(messages), hint=" ".join(h for h in hints if h) or None)
 
 
+def cached_record(store: StepStore, step: Step, backend: Any = None) -> dict[str, Any] | None:
+    """The store's record of `step` while it is still good: an image it made is still there.
+
+    Local storage is read directly (no buildah process); where it cannot be read, `backend`
+    is asked, and without one the record is trusted (`plan` only reports).
+    """
+    record = store.get(step.key)
+    if record is None or not record.get("image"):
+        return record
+    present = image_in_storage(record["image_id"], record["image"])
+    if present is None and backend is not None:
+        present = backend.image_id(record["image"]) == record["image_id"]
+    return None if present is False else record  # False: removed or retagged since
+
+
 class Builder:
     """Runs the steps of a plan in order; one instance per build."""
 
@@ -116,19 +131,6 @@ class Builder:
 
     # -- driver ------------------------------------------------------------------------
 
-    def _cached(self, step: Step) -> dict[str, Any] | None:
-        record = self.store.get(step.key)
-        if record is None:
-            return None
-        image = record.get("image")
-        if image:
-            present = image_in_storage(record["image_id"], image)
-            if present is None:  # storage not readable: ask buildah
-                present = self.backend.image_id(image) == record["image_id"]
-            if not present:
-                return None  # the image was removed or retagged since
-        return record
-
     def run(self) -> BuildResult:
         self.out.mkdir(parents=True, exist_ok=True)
         result = BuildResult(self.garden.name, self.plan.image, "", self.plan.env_image, self.out)
@@ -136,7 +138,7 @@ class Builder:
         with self.store.lock(f"garden-{self.garden.name}"):
             for step in self.plan.steps():
                 started = time.monotonic()
-                record = self._cached(step)
+                record = cached_record(self.store, step, self.backend)
                 cached = record is not None
                 if record is None:
                     self.reporter.step(step.description)

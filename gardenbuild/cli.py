@@ -142,12 +142,14 @@ def cmd_schema(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("plan")
 def cmd_plan(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.build import cached_record
     from gardenbuild.explain import explain
     from gardenbuild.store import StepStore
 
     p = _plan(args)
     store = StepStore()
-    reasons = explain(p, store.remembered(p.garden.name, p.garden.root), lambda step: _is_cached(store, step))
+    reasons = explain(p, store.remembered(p.garden.name, p.garden.root),
+                      lambda step: cached_record(store, step) is not None)
     if p.lock_changes:
         reasons["resolve"] = [f"{c} (re-resolved at build, Gardenfile.lock rewritten)" for c in p.lock_changes]
     steps = [{"id": s.id, "kind": s.kind, "key": s.key, "parents": list(s.parents), "outputs": list(s.outputs),
@@ -158,15 +160,6 @@ def cmd_plan(args: argparse.Namespace, reporter: Reporter) -> int:
         lines.append(f"{i:>2}. {s['id']:<17} {s['kind']:<17} {s['key'][:12]}  {status}")
     emit(args, {"garden": p.garden.name, "image": p.image, "steps": steps}, "\n".join(lines))
     return 0
-
-
-def _is_cached(store, step) -> bool:
-    record = store.get(step.key)
-    if record is None:
-        return False
-    from gardenbuild.buildah import image_in_storage
-
-    return not record.get("image") or image_in_storage(record["image_id"], record["image"]) is not False
 
 
 @command("graph")
