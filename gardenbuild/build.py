@@ -22,7 +22,7 @@ from gardenbuild.debs import PinnedDeb, resolve_debs
 from gardenbuild.deps import PinnedWheel, Target, WheelStore, find_uv, lock_text, resolve
 from gardenbuild.digests import runtime_files
 from gardenbuild.explain import snapshot
-from gardenbuild.errors import BackendError, BuildError, NotebookError
+from gardenbuild.errors import BackendError, BuildError, NotebookError, UserError
 from gardenbuild.plan import PLATFORM, Plan, Step
 from gardenbuild.render import DEBS, UV, WHEELHOUSE, pipelines_config, render_env, render_garden
 from gardenbuild.report import Reporter
@@ -296,3 +296,11 @@ def last_build(root: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def require_build(root: Path, shown_as: str) -> dict[str, Any]:
+    """The last build's summary of the garden in `root`; a clear error if there is none."""
+    summary = last_build(root)
+    if summary is None:
+        raise UserError(f"{root} has not been built yet", hint=f"run: gardenbuild build {shown_as}")
+    return summary

@@ -252,14 +252,10 @@ def _build_root_and_options(args: argparse.Namespace) -> tuple[Path, dict[str, A
 
 def _built(args: argparse.Namespace) -> dict[str, Any]:
     """The last build's summary; calling a pipeline needs no Gardenfile validation."""
-    from gardenbuild.build import last_build
+    from gardenbuild.build import require_build
     from gardenbuild.load import find_gardenfile
 
-    root = find_gardenfile(Path(args.dir)).parent
-    summary = last_build(root)
-    if summary is None:
-        raise UserError(f"{root} has not been built yet", hint=f"run: gardenbuild build {args.dir}")
-    return summary
+    return require_build(find_gardenfile(Path(args.dir)).parent, args.dir)
 
 
 def _read_input(args: argparse.Namespace) -> bytes:

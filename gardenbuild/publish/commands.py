@@ -63,10 +63,9 @@ def _targets(args: argparse.Namespace, table: Any) -> tuple[str | None, bool, bo
 
 
 def cmd_publish(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.build import OUTPUT_DIR, last_build
+    from gardenbuild.build import OUTPUT_DIR, require_build
     from gardenbuild.buildah import Buildah
     from gardenbuild.catalog import Catalog
-
     from gardenbuild.load import load
     from gardenbuild.publish import publish
 
@@ -75,9 +74,7 @@ def cmd_publish(args: argparse.Namespace, reporter: Reporter) -> int:
         args.dir, args.doi = args.doi, "draft"
     garden = load(Path(args.dir))
     registry, globus, doi, doi_publish = _targets(args, garden.publish)
-    summary = last_build(garden.root)
-    if summary is None:
-        raise UserError(f"{garden.name} has not been built yet", hint=f"run: gardenbuild build {args.dir}")
+    summary = require_build(garden.root, args.dir)
     try:
         metadata_json = json.loads((garden.root / OUTPUT_DIR / "metadata.json").read_text())
     except (OSError, ValueError):
