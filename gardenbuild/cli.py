@@ -39,10 +39,8 @@ def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from gardenbuild.load import load
-
     from gardenbuild import lockfile
-    from gardenbuild.spec import Gardenfile
+    from gardenbuild.load import load
 
     garden = load(Path(args.dir))
     base = getattr(args, "base_image", None) or os.environ.get("GARDENBUILD_BASE_IMAGE")
@@ -51,16 +49,9 @@ def _load(args: argparse.Namespace):
     # Without an explicit choice, the base image the lock was made with stays (as a
     # package pin would); the flavor's default comes back only through `lock --upgrade`.
     lock = lockfile.read(garden.root)
-    explicit = "base_image" in Gardenfile.model_validate(_raw(garden.gardenfile)).environment.model_fields_set
-    if lock is not None and not explicit and not getattr(args, "upgrade", None) == []:
+    if lock is not None and not garden.explicit_base and not getattr(args, "upgrade", None) == []:
         return garden.with_base_image(lock.base_image)
     return garden
-
-
-def _raw(path: Path) -> dict:
-    import tomllib
-
-    return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
 def _plan(args: argparse.Namespace):

@@ -56,6 +56,7 @@ class Garden:
     files: tuple[str, ...]  # relative POSIX paths copied into the image (notebook included), sorted
     pipelines: tuple[PipelineSpec, ...]
     publish: Publish
+    explicit_base: bool = False  # the Gardenfile names its base image (else the flavor's, or the lock's)
 
     @property
     def name(self) -> str:

@@ -384,6 +384,7 @@ def resolve(spec: Gardenfile, text: str, path: Path) -> Garden:
         files=_files(root, notebook, spec.include, spec.exclude),
         pipelines=pipelines,
         publish=spec.publish,
+        explicit_base=env.base_image is not None,
     )
 
 

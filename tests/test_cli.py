@@ -288,3 +288,14 @@ def test_global_flags_may_follow_the_command(gardens, run_cli):
     code, out, err = run_cli("check", str(gardens["solubility"]), "-q")
     assert (code, err) == (0, "")
     assert out.startswith("ok: ")
+
+
+def test_the_locked_base_stays_unless_the_gardenfile_names_one(garden_copy, run_cli):
+    garden = garden_copy("solubility")  # its Gardenfile.lock pins localhost/gardenbuild/python:3.11
+    _, out, _ = run_cli("check", "--json", str(garden))
+    assert json.loads(out)["base_image"] == "localhost/gardenbuild/python:3.11"
+    gardenfile = garden / "Gardenfile.toml"
+    gardenfile.write_text(gardenfile.read_text().replace(
+        'flavor = "sklearn"', 'flavor = "sklearn"\nbase_image = "registry.example/python:3.11"'))
+    _, out, _ = run_cli("check", "--json", str(garden))
+    assert json.loads(out)["base_image"] == "registry.example/python:3.11"
