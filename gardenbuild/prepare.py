@@ -75,14 +75,12 @@ def resolve_lock(garden: Garden, *, previous: Lock | None, base_digest: Callable
             raise
         reporter.info("earlier pins no longer fit the requirements; resolving afresh")
         wheels = resolve(garden.requirements, target, indexes=garden.indexes, reporter=reporter, cache_root=cache)
-    digest = base_digest(garden.base_image)
-    pinned_base = f"{garden.base_image.split('@')[0]}@{digest}"
-    return Lock(
+    lock = Lock(
         python=garden.python, platform=PLATFORM, flavor=garden.flavor.name, base_image=garden.base_image,
-        base_digest=digest, requirements=garden.requirements, indexes=garden.indexes,
+        base_digest=base_digest(garden.base_image), requirements=garden.requirements, indexes=garden.indexes,
         system_packages=garden.system_packages, packages=tuple(wheels),
-        debs=tuple(resolve_system(garden.system_packages, pinned_base)),
     )
+    return replace(lock, debs=tuple(resolve_system(garden.system_packages, lock.pinned_base)))
 
 
 def prepare(garden: Garden, *, base_digest: Callable[[str], str], reporter: Reporter, cache_root: Any,
@@ -117,6 +115,8 @@ def prepare(garden: Garden, *, base_digest: Callable[[str], str], reporter: Repo
             new = base_digest(garden.base_image)
             reporter.warn(f"base image {lock.base_image} changed: {lock.base_digest[:19]} -> {new[:19]}; lock updated")
             lock = replace(lock, base_digest=new)
+            # Which .debs a system package needs depends on what the base already holds.
+            lock = replace(lock, debs=tuple(resolve_system(garden.system_packages, lock.pinned_base)))
             relocked_base = True
     if relocked:
         if relocked != ["no lock yet"]:

@@ -287,6 +287,25 @@ def test_a_base_image_missing_from_storage_is_re_pinned_with_a_warning(example, 
     assert prepared.lock.packages == lock.packages
 
 
+def test_a_re_pinned_base_re_resolves_the_system_packages_against_it(example, no_network):
+    from gardenbuild.deps import PinnedWheel
+
+    garden, lock = example
+    garden = replace(garden, system_packages=("jq",))
+    (garden.root / "Gardenfile.lock").write_text(lockfile.dumps(replace(lock, system_packages=("jq",))))
+    asked = []
+
+    def resolve_system(packages, base):
+        asked.append((tuple(packages), base))
+        return [PinnedWheel("jq", "1.7", "jq_1.7_amd64.deb", "http://deb.example/jq_1.7_amd64.deb", "a" * 64, 1)]
+
+    prepared, _ = run_prepare(garden, base_digest=digest_of, have_digest=lambda digest: False,
+                              resolve_system=resolve_system)
+    new_base = f"{lock.base_image}@{NEW_DIGEST}"
+    assert asked == [(("jq",), new_base)]
+    assert [d.version for d in prepared.lock.debs] == ["1.7"] and prepared.lock.pinned_base == new_base
+
+
 def test_locked_refuses_a_base_image_missing_from_storage(example, no_network):
     garden, lock = example
     with pytest.raises(UserError) as info:
