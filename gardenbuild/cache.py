@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gardenbuild.deps import WheelStore
 from gardenbuild.errors import GardenError
 from gardenbuild.report import Reporter
 from gardenbuild.store import TMP_GLOB, StepStore
@@ -54,7 +55,7 @@ class Usage:
         lines = [f"cache: {self.root}",
                  f"  step records: {sum(self.steps.values())} ({self.step_bytes * mb:.1f} MB): "
                  + ", ".join(f"{n} {k}" for k, n in sorted(self.steps.items())),
-                 f"  wheels: {self.wheels} ({self.wheel_bytes * mb:.1f} MB), resolutions: {self.resolutions}",
+                 f"  wheels and .debs: {self.wheels} ({self.wheel_bytes * mb:.1f} MB), resolutions: {self.resolutions}",
                  f"  images: {len(self.images)} ({sum(i['size'] for i in self.images) * mb:.0f} MB)"]
         lines += [f"    {', '.join(i['names'])}  {i['size'] * mb:.0f} MB" for i in self.images]
         return "\n".join(lines)
@@ -68,10 +69,10 @@ def usage(store: StepStore, backend: Any) -> Usage:
     kinds: dict[str, int] = {}
     for entry in store.entries():
         kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
-    wheels = list((store.root / "wheels").rglob("*.whl"))
+    files = [path for _, path in WheelStore(store.root).stored()]
     return Usage(
-        root=str(store.root), steps=kinds, step_bytes=_du(store.root / "steps"), wheels=len(wheels),
-        wheel_bytes=sum(w.stat().st_size for w in wheels),
+        root=str(store.root), steps=kinds, step_bytes=_du(store.root / "steps"), wheels=len(files),
+        wheel_bytes=sum(f.stat().st_size for f in files),
         resolutions=len(list((store.root / "resolve").glob("*.json"))), images=own_images(backend),
     )
 
@@ -94,13 +95,13 @@ def prune(store: StepStore, backend: Any, reporter: Reporter, *, everything: boo
     for entry in list(store.entries()):
         if entry.key in kept:
             kept_images.add(entry.data.get("image_id"))
-            kept_wheels |= {w["sha256"] for w in entry.data.get("wheels", [])}
+            kept_wheels |= {w["sha256"] for w in entry.data.get("wheels", []) + entry.data.get("debs", [])}
             continue
         store.remove(entry.key)
         freed["records"] += 1
         freed["bytes"] += entry.size
-    for wheel in (store.root / "wheels").rglob("*.whl"):
-        if wheel.parent.name not in kept_wheels:
+    for sha256, wheel in WheelStore(store.root).stored():
+        if sha256 not in kept_wheels:
             freed["bytes"] += wheel.stat().st_size
             wheel.chmod(0o644)
             wheel.unlink()

@@ -446,6 +446,13 @@ class WheelStore:
     def has(self, wheel: PinnedWheel) -> bool:
         return self.path_for(wheel).is_file()
 
+    def stored(self) -> list[tuple[str, Path]]:
+        """(sha256, path) of every file held: wheels, and the .debs of system packages.
+
+        Only complete entries: a download in progress is a hidden temporary file."""
+        return [(p.parent.name, p) for p in sorted((self.root / "wheels" / "sha256").glob("*/*/*"))
+                if p.is_file() and not p.name.startswith(".")]
+
     def fetch(self, wheels: Sequence[PinnedWheel], reporter: Reporter, *, jobs: int = 8) -> list[Path]:
         """Make every wheel present in the store; return their paths in input order.
 

@@ -382,3 +382,19 @@ def test_a_second_build_of_the_same_garden_waits_then_says_who_holds_it(tmp_path
         proc.wait()
     with store.lock("garden-x", timeout=5):  # released when its holder dies
         pass
+
+
+def test_prune_and_usage_count_system_package_debs_like_wheels(tmp_path):
+    store = StepStore(tmp_path / "cache")
+    wheels = WheelStore(store.root)
+    kept = PinnedWheel("jq", "1.6", "jq_1.6_amd64.deb", "http://x/jq.deb", "d1".ljust(64, "0"), 5)
+    stale = PinnedWheel("jq", "1.5", "jq_1.5_amd64.deb", "http://x/jq5.deb", "d0".ljust(64, "0"), 5)
+    for deb in (kept, stale):
+        wheels.path_for(deb).parent.mkdir(parents=True)
+        wheels.path_for(deb).write_bytes(b"d" * 10)
+    store.put(key("aa1"), "resolve", {"wheels": [], "debs": [{"sha256": kept.sha256, "name": "jq"}]})
+    store.remember("g", tmp_path / "garden", {"resolve": {"key": key("aa1")}})
+    assert usage(store, FakeBackend([])).wheels == 2
+    freed = prune(store, FakeBackend([]), RecordingReporter())
+    assert freed["wheels"] == 1
+    assert [p.name for _, p in wheels.stored()] == ["jq_1.6_amd64.deb"]
