@@ -39,9 +39,6 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def template_source(name: str) -> str:
-    return (data_dir("templates") / name).read_text(encoding="utf-8")
-
 
 def labels(garden: Garden) -> dict[str, str]:
     """OCI annotations carried by the final image; no timestamps, so builds reproduce."""

@@ -8,7 +8,6 @@ the first differing layer is named, with the first files that differ inside it.
 from __future__ import annotations
 
 import hashlib
-import json
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -142,7 +141,3 @@ def summary(checks: list[StageCheck]) -> str:
             lines.append(f"{c.stage}: MISMATCH in layer {c.layer} ({c.created_by.strip()[:100]})")
             lines += [f"  {f}" for f in c.files]
     return "\n".join(lines)
-
-
-def report_json(checks: list[StageCheck]) -> str:
-    return json.dumps([c.as_json() for c in checks], indent=2, sort_keys=True)

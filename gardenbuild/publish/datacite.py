@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,7 +335,3 @@ def signatures_from(metadata_json: Mapping[str, Any] | None) -> dict[str, str]:
         if isinstance(p, Mapping) and p.get("name") and p.get("signature"):
             out[str(p["name"])] = str(p["signature"])
     return out
-
-
-def requests_json(requests_: Sequence[Request]) -> list[dict[str, Any]]:
-    return [r.as_json() for r in requests_]

@@ -10,7 +10,7 @@ unlike dill-pickled code, which breaks across Python minor versions.
 
 Tasks must run in the garden's image, which ``user_endpoint_config`` names by digest;
 an endpoint renders it through ``endpoint_template()`` (validated by
-``endpoint_schema()``). Images for Globus Compute carry `ENDPOINT_REQUIREMENT`, since the
+``endpoint_schema()``). Images for Globus Compute carry `garden.GLOBUS_REQUIREMENTS`, since the
 workers run inside the container.
 
 Planning is pure: `shim_source`, `registration_body`, `user_endpoint_config` touch
@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gardenbuild import __version__
-from gardenbuild.garden import GLOBUS_REQUIREMENTS
 from gardenbuild.errors import GardenError, UserError
 from gardenbuild.garden import Garden, PipelineSpec
 from gardenbuild.report import NullReporter, Reporter
@@ -39,9 +38,6 @@ from gardenbuild.resources import data_dir
 if TYPE_CHECKING:
     from globus_compute_sdk import Client
 
-#: What an image meant for Globus Compute must add to its requirements: the workers
-#: (``globus-compute-endpoint python-exec parsl...process_worker_pool``) run inside it.
-ENDPOINT_REQUIREMENT = GLOBUS_REQUIREMENTS[0]
 TEMPLATE_DIR = "globus"
 SHIM_TEMPLATE = "shim.py.j2"
 ENDPOINT_TEMPLATE = "user_config_template.yaml.j2"
