@@ -443,11 +443,15 @@ class Buildah:
             return dfile.read_text().strip()
 
 
-    def images(self) -> list[dict]:
-        """Every local image: ``{"id", "names", "size"}`` (size in bytes, as buildah counts it)."""
+    def images(self, prefixes: Sequence[str] = ("",)) -> list[dict]:
+        """Local images with a name starting with one of `prefixes`: ``{"id", "names", "size"}``.
+
+        Sizes are in bytes, from each image's manifest (buildah prints them only rounded,
+        "588 MB"); that costs one inspect per image, so only the wanted ones are sized.
+        """
         out = json.loads(self._capture("images", "--json", "--no-trunc", what="buildah images").stdout or b"[]")
-        # buildah prints sizes for people ("588 MB"); the manifest has the exact bytes.
-        return [{"id": _bare_id(i["id"]), "names": i.get("names") or [], "size": self.size(i["id"])} for i in out]
+        wanted = [i for i in out if any(n.startswith(tuple(prefixes)) for n in i.get("names") or [])]
+        return [{"id": _bare_id(i["id"]), "names": i["names"], "size": self.size(i["id"])} for i in wanted]
 
     def export_layers(self, ref: str, dest: Path) -> Path:
         """Write the image as uncompressed layer tarballs named by their diff id (``dir:`` transport)."""

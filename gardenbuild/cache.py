@@ -62,7 +62,7 @@ class Usage:
 
 
 def own_images(backend: Any) -> list[dict[str, Any]]:
-    return [i for i in backend.images() if any(n.startswith(OWN_IMAGES) for n in i["names"])]
+    return backend.images(OWN_IMAGES)
 
 
 def usage(store: StepStore, backend: Any) -> Usage:

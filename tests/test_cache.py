@@ -41,8 +41,9 @@ class FakeBackend:
         self.busy = busy  # ids of images a container uses: rmi without force fails
         self.removed: list[str] = []
 
-    def images(self) -> list[dict]:
-        return [dict(i, names=list(i["names"])) for i in self.images_.values()]
+    def images(self, prefixes=("",)) -> list[dict]:
+        return [dict(i, names=list(i["names"])) for i in self.images_.values()
+                if any(n.startswith(tuple(prefixes)) for n in i["names"])]
 
     def rmi(self, ref: str, *, force: bool = False) -> None:
         image = next(i for i in self.images_.values() if ref in (i["id"], *i["names"]))
