@@ -142,7 +142,7 @@ def ensure_usual_base(work: Path) -> dict[str, Any]:
         return {"made": False, "seconds": 0.0}
     if shutil.which("debootstrap") is None:
         raise Failed("debootstrap is not installed (apt-get install -y debootstrap); it makes the usual way's base")
-    from gardenbuild.base import host_mirror
+    from gardenbuild.backends.base import host_mirror
 
     say(f"making {USUAL_BASE} once: debootstrap --variant=minbase --include=python3,python3-venv,python3-pip bookworm")
     rootfs = work / "usual-rootfs"
@@ -451,8 +451,8 @@ def machine() -> dict[str, Any]:
 # --- the benchmark ------------------------------------------------------------------------
 
 def run_bench(args: argparse.Namespace, work: Path, run_id: str) -> dict[str, Any]:
-    from gardenbuild import lockfile
-    from gardenbuild.deps import WheelStore
+    from gardenbuild.plan import lockfile
+    from gardenbuild.backends.deps import WheelStore
     from gardenbuild.report import NullReporter
 
     r: dict[str, Any] = {"run_id": run_id, "machine": machine(), "load_start": os.getloadavg(),

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gardenbuild.deps import Target, WheelStore, resolve  # noqa: E402
-from gardenbuild.load import load  # noqa: E402
-from gardenbuild.plan import PLATFORM  # noqa: E402
+from gardenbuild.backends.deps import Target, WheelStore, resolve  # noqa: E402
+from gardenbuild.manifest.load import load  # noqa: E402
+from gardenbuild.plan.graph import PLATFORM  # noqa: E402
 from gardenbuild.report import NullReporter  # noqa: E402
 
 

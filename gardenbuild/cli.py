@@ -39,8 +39,8 @@ def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from gardenbuild import lockfile
-    from gardenbuild.load import load
+    from gardenbuild.plan import lockfile
+    from gardenbuild.manifest.load import load
 
     garden = load(Path(args.dir))
     base = getattr(args, "base_image", None) or os.environ.get("GARDENBUILD_BASE_IMAGE")
@@ -58,9 +58,9 @@ def _plan(args: argparse.Namespace):
     """The plan, without side effects: against the lock when it still matches the garden."""
     from dataclasses import replace
 
-    from gardenbuild import lockfile
-    from gardenbuild.digests import inputs_for
-    from gardenbuild.plan import plan
+    from gardenbuild.plan import lockfile
+    from gardenbuild.plan.digests import inputs_for
+    from gardenbuild.plan.graph import plan
 
     garden = _load(args)
     inputs = inputs_for(garden)
@@ -88,10 +88,10 @@ def _base_digest(backend):
 
 
 def _prepare(args: argparse.Namespace, reporter: Reporter, backend, *, upgrade=False, write=True):
-    from gardenbuild.buildah import digest_in_storage
-    from gardenbuild.debs import resolve_debs
-    from gardenbuild.prepare import prepare
-    from gardenbuild.store import StepStore
+    from gardenbuild.backends.buildah import digest_in_storage
+    from gardenbuild.backends.debs import resolve_debs
+    from gardenbuild.engine.prepare import prepare
+    from gardenbuild.engine.store import StepStore
 
     def resolve_system(packages, base):
         return resolve_debs(packages, base, backend=backend, reporter=reporter)
@@ -122,7 +122,7 @@ def cmd_check(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("schema")
 def cmd_schema(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.spec import Gardenfile
+    from gardenbuild.manifest.spec import Gardenfile
 
     schema = Gardenfile.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -133,9 +133,9 @@ def cmd_schema(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("plan")
 def cmd_plan(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.build import cached_record
-    from gardenbuild.explain import explain
-    from gardenbuild.store import StepStore
+    from gardenbuild.engine.builder import cached_record
+    from gardenbuild.plan.explain import explain
+    from gardenbuild.engine.store import StepStore
 
     p = _plan(args)
     store = StepStore()
@@ -155,7 +155,7 @@ def cmd_plan(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("graph")
 def cmd_graph(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.plan import to_dot, to_mermaid
+    from gardenbuild.plan.graph import to_dot, to_mermaid
 
     p = _plan(args)
     text = to_dot(p) if args.format == "dot" else to_mermaid(p)
@@ -165,7 +165,7 @@ def cmd_graph(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("render")
 def cmd_render(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.render import render_env, render_garden
+    from gardenbuild.plan.render import render_env, render_garden
 
     p = _plan(args)
     env_file = render_env(p.garden)
@@ -184,7 +184,7 @@ def cmd_render(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("init")
 def cmd_init(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.scaffold import init
+    from gardenbuild.manifest.scaffold import init
 
     path = init(Path(args.dir), notebook=args.notebook, python=args.python, flavor=args.flavor, name=args.name)
     emit(args, {"gardenfile": str(path)}, f"wrote {path}\nnext: edit it, then run `gardenbuild check {args.dir}`")
@@ -192,14 +192,14 @@ def cmd_init(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _backend(reporter: Reporter):
-    from gardenbuild.buildah import Buildah
+    from gardenbuild.backends.buildah import Buildah
 
     return Buildah(reporter=reporter)
 
 
 @command("build")
 def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild import stamp
+    from gardenbuild.engine import stamp
 
     started = time.monotonic()
     root, options = _build_root_and_options(args)
@@ -210,9 +210,9 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     if done is not None:  # nothing that a build reads changed: no step would run
         data = {**done, "steps": [{**s, "cached": True, "seconds": 0.0} for s in done["steps"]]}
     else:
-        from gardenbuild.build import Builder, last_build
+        from gardenbuild.engine.builder import Builder, last_build
         from gardenbuild.catalog import record_build
-        from gardenbuild.store import StepStore
+        from gardenbuild.engine.store import StepStore
 
         backend = _backend(reporter)
         prepared = _prepare(args, reporter, backend)
@@ -231,7 +231,7 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
 
 def _build_root_and_options(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """The garden folder, and every option that can change what a build does (no heavy imports)."""
-    from gardenbuild.store import default_root
+    from gardenbuild.engine.store import default_root
 
     root = Path(args.dir).resolve()
     return root, {
@@ -243,8 +243,8 @@ def _build_root_and_options(args: argparse.Namespace) -> tuple[Path, dict[str, A
 
 def _built(args: argparse.Namespace) -> dict[str, Any]:
     """The last build's summary; calling a pipeline needs no Gardenfile validation."""
-    from gardenbuild.build import require_build
-    from gardenbuild.load import find_gardenfile
+    from gardenbuild.engine.builder import require_build
+    from gardenbuild.manifest.load import find_gardenfile
 
     return require_build(find_gardenfile(Path(args.dir)).parent, args.dir)
 
@@ -267,7 +267,7 @@ def _read_input(args: argparse.Namespace) -> bytes:
 
 @command("run")
 def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.call import call_pipeline
+    from gardenbuild.engine.call import call_pipeline
 
     built = _built(args)
     if args.pipeline not in built["pipelines"]:
@@ -283,7 +283,7 @@ def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("test")
 def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.call import run_tests
+    from gardenbuild.engine.call import run_tests
 
     cases = run_tests(_backend(reporter), _built(args)["image"])
     for case in cases:
@@ -299,7 +299,7 @@ def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("lock")
 def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.lockfile import LOCKFILE
+    from gardenbuild.plan.lockfile import LOCKFILE
 
     upgrade = True if args.upgrade == [] else (args.upgrade or False)
     prepared = _prepare(args, reporter, _backend(reporter), upgrade=upgrade)
@@ -314,8 +314,8 @@ def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("verify")
 def cmd_verify(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.store import StepStore
-    from gardenbuild.verify import summary, verify
+    from gardenbuild.engine.store import StepStore
+    from gardenbuild.engine.verify import summary, verify
 
     backend = _backend(reporter)
     prepared = _prepare(args, reporter, backend, write=False)  # verify checks the lock, it does not move it
@@ -334,8 +334,8 @@ def cmd_verify(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("cache")
 def cmd_cache(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.cache import prune, usage
-    from gardenbuild.store import StepStore
+    from gardenbuild.engine.cache import prune, usage
+    from gardenbuild.engine.store import StepStore
 
     store, backend = StepStore(), _backend(reporter)
     if args.cache_command == "prune":
@@ -350,7 +350,7 @@ def cmd_cache(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("base")
 def cmd_base(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.base import bootstrap
+    from gardenbuild.backends.base import bootstrap
 
     ref = bootstrap(args.python, buildah=_backend(reporter), reporter=reporter, force=args.force)
     emit(args, {"image": ref}, f"{ref}\nuse it with: gardenbuild build DIR --base-image {ref}")

@@ -56,8 +56,8 @@ def base_image() -> str:
     """``localhost/gardenbuild/python:3.11``, bootstrapped once if absent; skips without buildah."""
     if shutil.which("buildah") is None:
         pytest.skip("buildah is not installed (apt-get install -y buildah); integration tests build real images")
-    from gardenbuild.base import bootstrap
-    from gardenbuild.buildah import Buildah
+    from gardenbuild.backends.base import bootstrap
+    from gardenbuild.backends.buildah import Buildah
     from gardenbuild.report import NullReporter
 
     return bootstrap("3.11", buildah=Buildah(), reporter=NullReporter())

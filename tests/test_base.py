@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gardenbuild import base
-from gardenbuild.base import (
+from gardenbuild.backends import base
+from gardenbuild.backends.base import (
     BASE_REPOSITORY,
     base_ref,
     bootstrap,
@@ -22,7 +22,7 @@ from gardenbuild.base import (
     suite_for,
     trim,
 )
-from gardenbuild.buildah import Buildah, CommandError
+from gardenbuild.backends.buildah import Buildah, CommandError
 from gardenbuild.errors import ToolMissingError, UserError
 from gardenbuild.report import NullReporter, RecordingReporter
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from gardenbuild.buildah import Buildah
-from gardenbuild.call import PYTHON
-from gardenbuild.store import StepStore
+from gardenbuild.backends.buildah import Buildah
+from gardenbuild.engine.call import PYTHON
+from gardenbuild.engine.store import StepStore
 from helpers import cli, copy_garden
 
 if sys.version_info >= (3, 11):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gardenbuild.base import bootstrap
-from gardenbuild.buildah import (
+from gardenbuild.backends.base import bootstrap
+from gardenbuild.backends.buildah import (
     BUILDAH_HINT,
     Buildah,
     CommandError,

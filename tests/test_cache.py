@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-import gardenbuild.store
-from gardenbuild.buildah import CommandError
-from gardenbuild.cache import STALE_SECONDS, prune, usage
-from gardenbuild.deps import PinnedWheel, WheelStore
+import gardenbuild.engine.store
+from gardenbuild.backends.buildah import CommandError
+from gardenbuild.engine.cache import STALE_SECONDS, prune, usage
+from gardenbuild.backends.deps import PinnedWheel, WheelStore
 from gardenbuild.errors import UserError
 from gardenbuild.report import RecordingReporter
-from gardenbuild.store import StepStore, atomic_write
+from gardenbuild.engine.store import StepStore, atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "ab" + "0" * 62
@@ -285,7 +285,7 @@ class HalfWriter:
 def test_a_writer_that_fails_mid_write_leaves_no_entry_and_no_litter(tmp_path, monkeypatch):
     store = StepStore(tmp_path)
     real_fdopen = os.fdopen
-    monkeypatch.setattr(gardenbuild.store.os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
+    monkeypatch.setattr(gardenbuild.engine.store.os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
     with pytest.raises(OSError, match="No space left"):
         store.put(KEY, "test", payload(1))
     assert store.get(KEY) is None
@@ -297,7 +297,7 @@ def test_a_writer_that_fails_keeps_the_previous_record(tmp_path, monkeypatch):
     store = StepStore(tmp_path)
     store.put(KEY, "test", payload(1))
     real_fdopen = os.fdopen
-    monkeypatch.setattr(gardenbuild.store.os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
+    monkeypatch.setattr(gardenbuild.engine.store.os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
     with pytest.raises(OSError):
         store.put(KEY, "test", payload(2))
     assert store.get(KEY)["writer"] == 1
@@ -307,8 +307,8 @@ def test_a_writer_that_fails_keeps_the_previous_record(tmp_path, monkeypatch):
 KILLED_WRITER = """
 import os, sys, time
 from pathlib import Path
-import gardenbuild.store
-from gardenbuild.store import StepStore
+import gardenbuild.engine.store
+from gardenbuild.engine.store import StepStore
 
 real_fdopen = os.fdopen
 
@@ -322,7 +322,7 @@ class Stuck:
         time.sleep(60)
     def __getattr__(self, name): return getattr(self.fh, name)
 
-gardenbuild.store.os.fdopen = lambda fd, mode: Stuck(real_fdopen(fd, mode))
+gardenbuild.engine.store.os.fdopen = lambda fd, mode: Stuck(real_fdopen(fd, mode))
 StepStore(Path(sys.argv[1])).put(sys.argv[2], "test", {"blob": "x" * 100000})
 """
 
@@ -360,7 +360,7 @@ def test_atomic_write_replaces_a_file_whole(tmp_path):
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from gardenbuild.store import StepStore
+from gardenbuild.engine.store import StepStore
 with StepStore(Path(sys.argv[1])).lock("garden-x"):
     print("holding", flush=True)
     time.sleep(60)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gardenbuild.load import load
+from gardenbuild.manifest.load import load
 from gardenbuild.publish import citation
 
 REPO = Path(__file__).resolve().parent.parent

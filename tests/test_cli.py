@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 
-from gardenbuild import lockfile
+from gardenbuild.plan import lockfile
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from gardenbuild.load import load
+from gardenbuild.manifest.load import load
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,7 +11,7 @@ import requests
 import responses
 
 from gardenbuild.errors import UserError
-from gardenbuild.load import load
+from gardenbuild.manifest.load import load
 from gardenbuild.publish import datacite
 from gardenbuild.publish.datacite import API, TEST_API, Credentials, DataCite, DataCiteError
 

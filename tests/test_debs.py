@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gardenbuild.debs import SEPARATOR, parse_probe, probe_script
+from gardenbuild.backends.debs import SEPARATOR, parse_probe, probe_script
 from gardenbuild.errors import ResolutionError
 
 URIS = """\

@@ -1,4 +1,4 @@
-"""Tests for gardenbuild.deps: pinning wheels for a target Python and caching them by hash.
+"""Tests for gardenbuild.backends.deps: pinning wheels for a target Python and caching them by hash.
 
 Unit tests need no network (file:// URLs and a loopback http.server stand in for an
 index). Tests marked ``integration`` resolve and download from PyPI for real.
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from gardenbuild import deps
-from gardenbuild.deps import PinnedWheel, Target, WheelStore, lock_text, parse_pylock, resolve, resolve_cache_key
+from gardenbuild.backends import deps
+from gardenbuild.backends.deps import PinnedWheel, Target, WheelStore, lock_text, parse_pylock, resolve, resolve_cache_key
 from gardenbuild.errors import ResolutionError
 from gardenbuild.report import RecordingReporter
 

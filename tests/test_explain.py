@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from gardenbuild import lockfile
-from gardenbuild.deps import PinnedWheel
-from gardenbuild.digests import inputs_for
-from gardenbuild.explain import explain, snapshot
-from gardenbuild import garden as garden_module
-from gardenbuild.load import load
-from gardenbuild.plan import Plan, Step, build_graph, plan
+from gardenbuild.plan import lockfile
+from gardenbuild.backends.deps import PinnedWheel
+from gardenbuild.plan.digests import inputs_for
+from gardenbuild.plan.explain import explain, snapshot
+from gardenbuild.manifest import garden as garden_module
+from gardenbuild.manifest.load import load
+from gardenbuild.plan.graph import Plan, Step, build_graph, plan
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "solubility"

@@ -40,10 +40,10 @@ from globus_compute_sdk.serialize import ComputeSerializer, DillCode, PureSource
 from globus_sdk.testing import RegisteredResponse, load_response
 
 from gardenbuild.errors import UserError
-from gardenbuild.load import load
+from gardenbuild.manifest.load import load
 from gardenbuild.publish import auth, globus
 from gardenbuild.publish.globus_commands import HANDLERS, add_parsers
-from gardenbuild.render import pipelines_config
+from gardenbuild.plan.render import pipelines_config
 from gardenbuild.report import RecordingReporter
 
 NOTEBOOKS = Path(__file__).parent / "fixtures" / "notebooks"

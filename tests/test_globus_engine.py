@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from gardenbuild.buildah import Buildah
+from gardenbuild.backends.buildah import Buildah
 from gardenbuild.cli import main
-from gardenbuild.load import load
+from gardenbuild.manifest.load import load
 from gardenbuild.publish import globus
 
 pytestmark = pytest.mark.integration

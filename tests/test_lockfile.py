@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-import gardenbuild.prepare
-from gardenbuild import lockfile
-from gardenbuild.deps import PinnedWheel
-from gardenbuild.digests import inputs_for
+import gardenbuild.engine.prepare
+from gardenbuild.plan import lockfile
+from gardenbuild.backends.deps import PinnedWheel
+from gardenbuild.plan.digests import inputs_for
 from gardenbuild.errors import ResolutionError, UserError
-from gardenbuild.load import load
-from gardenbuild.lockfile import Lock, dependency_changes, dumps, input_changes, loads, package_changes
-from gardenbuild.plan import PLATFORM
-from gardenbuild.prepare import prepare
+from gardenbuild.manifest.load import load
+from gardenbuild.plan.lockfile import Lock, dependency_changes, dumps, input_changes, loads, package_changes
+from gardenbuild.plan.graph import PLATFORM
+from gardenbuild.engine.prepare import prepare
 from gardenbuild.report import RecordingReporter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -218,7 +218,7 @@ def never_resolve(*args, **kwargs):
 
 @pytest.fixture
 def no_network(monkeypatch):
-    monkeypatch.setattr(gardenbuild.prepare, "resolve", never_resolve)
+    monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", never_resolve)
 
 
 def run_prepare(garden, **kwargs):
@@ -288,7 +288,7 @@ def test_a_base_image_missing_from_storage_is_re_pinned_with_a_warning(example, 
 
 
 def test_a_re_pinned_base_re_resolves_the_system_packages_against_it(example, no_network):
-    from gardenbuild.deps import PinnedWheel
+    from gardenbuild.backends.deps import PinnedWheel
 
     garden, lock = example
     garden = replace(garden, system_packages=("jq",))
@@ -343,7 +343,7 @@ def test_a_requirement_edit_re_resolves_holding_the_earlier_pins(example, monkey
     garden, lock = example
     six = wheel("six", "1.17.0")
     resolver = FakeResolver(lock.packages + (six,))
-    monkeypatch.setattr(gardenbuild.prepare, "resolve", resolver)
+    monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", resolver)
     prepared, reporter = run_prepare(replace(garden, requirements=garden.requirements + ("six",)), base_digest=digest_of)
     assert resolver.calls == [held(lock)]
     assert prepared.relocked == ["requirement added: six"] and prepared.written
@@ -355,7 +355,7 @@ def test_a_requirement_edit_re_resolves_holding_the_earlier_pins(example, monkey
 def test_upgrade_of_one_package_frees_only_its_pin_however_it_is_spelled(example, monkeypatch, spelling):
     garden, lock = example
     resolver = FakeResolver(lock.packages)
-    monkeypatch.setattr(gardenbuild.prepare, "resolve", resolver)
+    monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", resolver)
     prepared, reporter = run_prepare(garden, upgrade=[spelling], base_digest=digest_of)
     assert resolver.calls == [held(lock, "scikit-learn")]
     assert prepared.relocked == ["upgrade requested"]
@@ -365,14 +365,14 @@ def test_upgrade_of_one_package_frees_only_its_pin_however_it_is_spelled(example
 def test_upgrade_of_everything_holds_no_pin(example, monkeypatch):
     garden, lock = example
     resolver = FakeResolver(lock.packages)
-    monkeypatch.setattr(gardenbuild.prepare, "resolve", resolver)
+    monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", resolver)
     run_prepare(garden, upgrade=True, base_digest=digest_of)
     assert resolver.calls == [[]]
 
 
 def test_upgrade_of_a_package_nobody_names_is_warned_about(example, monkeypatch):
     garden, lock = example
-    monkeypatch.setattr(gardenbuild.prepare, "resolve", FakeResolver(lock.packages))
+    monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", FakeResolver(lock.packages))
     _, reporter = run_prepare(garden, upgrade=["nosuchpkg", "rdkit"], base_digest=digest_of)
     assert reporter.messages("warn") == ["--upgrade nosuchpkg: neither Gardenfile.lock nor the requirements name such a package"]
 
@@ -380,7 +380,7 @@ def test_upgrade_of_a_package_nobody_names_is_warned_about(example, monkeypatch)
 def test_pins_that_no_longer_fit_are_dropped_and_resolution_starts_afresh(example, monkeypatch):
     garden, lock = example
     resolver = FakeResolver(lock.packages, fail_with_constraints=True)
-    monkeypatch.setattr(gardenbuild.prepare, "resolve", resolver)
+    monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", resolver)
     _, reporter = run_prepare(replace(garden, python="3.12"), base_digest=digest_of)
     assert resolver.calls == [held(lock), []]
     assert "earlier pins no longer fit the requirements; resolving afresh" in reporter.messages("info")
@@ -390,7 +390,7 @@ def test_no_lock_yet_resolves_and_writes_one(example, monkeypatch):
     garden, lock = example
     (garden.root / "Gardenfile.lock").unlink()
     resolver = FakeResolver(lock.packages)
-    monkeypatch.setattr(gardenbuild.prepare, "resolve", resolver)
+    monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", resolver)
     prepared, reporter = run_prepare(garden, base_digest=digest_of)
     assert resolver.calls == [[]]
     assert prepared.relocked == ["no lock yet"] and prepared.written
@@ -401,8 +401,8 @@ def test_no_lock_yet_resolves_and_writes_one(example, monkeypatch):
 
 
 def test_system_packages_round_trip_as_their_own_tables():
-    from gardenbuild.deps import PinnedWheel
-    from gardenbuild.lockfile import Lock, dumps, loads
+    from gardenbuild.backends.deps import PinnedWheel
+    from gardenbuild.plan.lockfile import Lock, dumps, loads
 
     deb = PinnedWheel("jq", "1.6-2.1+deb12u2", "jq_1.6-2.1+deb12u2_amd64.deb",
                       "http://deb.debian.org/debian/pool/main/j/jq/jq_1.6-2.1%2bdeb12u2_amd64.deb", "f2" * 32, 63984)

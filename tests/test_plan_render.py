@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-import gardenbuild.plan
-import gardenbuild.render
-from gardenbuild.digests import inputs_for
-from gardenbuild.load import load
-from gardenbuild.plan import KINDS, Plan, PlanError, Step, build_graph, plan
-from gardenbuild.render import render_env, render_garden
+import gardenbuild.plan.graph
+import gardenbuild.plan.render
+from gardenbuild.plan.digests import inputs_for
+from gardenbuild.manifest.load import load
+from gardenbuild.plan.graph import KINDS, Plan, PlanError, Step, build_graph, plan
+from gardenbuild.plan.render import render_env, render_garden
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 GOLDEN_VERSION = "0.0.0+golden"
@@ -34,8 +34,8 @@ ALL = set(ORDER)
 @pytest.fixture(autouse=True)
 def fixed_version(monkeypatch):
     """Plan and render as one fixed gardenbuild version (it is in the templates and keys)."""
-    monkeypatch.setattr(gardenbuild.plan, "__version__", GOLDEN_VERSION)
-    monkeypatch.setattr(gardenbuild.render, "__version__", GOLDEN_VERSION)
+    monkeypatch.setattr(gardenbuild.plan.graph, "__version__", GOLDEN_VERSION)
+    monkeypatch.setattr(gardenbuild.plan.render, "__version__", GOLDEN_VERSION)
 
 
 def make_plan(folder: Path) -> Plan:
@@ -74,8 +74,8 @@ def test_golden_files_do_not_depend_on_the_version(name, gardens, monkeypatch):
     the version mentions and the env image tag differ."""
     p = make_plan(gardens[name])
     fixed = render_env(p.garden), render_garden(p.garden, p.env_image)
-    monkeypatch.setattr(gardenbuild.plan, "__version__", "9.9.9")
-    monkeypatch.setattr(gardenbuild.render, "__version__", "9.9.9")
+    monkeypatch.setattr(gardenbuild.plan.graph, "__version__", "9.9.9")
+    monkeypatch.setattr(gardenbuild.plan.render, "__version__", "9.9.9")
     q = make_plan(gardens[name])
     real = render_env(q.garden), render_garden(q.garden, q.env_image)
     assert q.env_image != p.env_image
@@ -216,7 +216,7 @@ def test_comments_and_key_order_change_nothing(garden_copy):
 
 def test_a_new_version_rebuilds_the_environment(gardens, monkeypatch):
     before = keys(gardens["torch_garden"])
-    monkeypatch.setattr(gardenbuild.plan, "__version__", "9.9.9")
+    monkeypatch.setattr(gardenbuild.plan.graph, "__version__", "9.9.9")
     assert changed(before, keys(gardens["torch_garden"])) == ALL - {"resolve", "fetch"}
 
 

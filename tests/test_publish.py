@@ -19,7 +19,7 @@ import responses
 import gardenbuild.publish as publish_pkg
 from gardenbuild.catalog import Catalog
 from gardenbuild.errors import BackendError, GardenError, UserError
-from gardenbuild.load import load
+from gardenbuild.manifest.load import load
 from gardenbuild.publish import PLACEHOLDER_DIGEST, commands, datacite, publish, registry
 from gardenbuild.publish.datacite import API, TEST_API
 from gardenbuild.report import RecordingReporter
@@ -34,7 +34,7 @@ REPO_URL = "https://github.com/garden-examples/solubility"
 
 
 class FakeBackend:
-    """Stands in for `gardenbuild.buildah.Buildah`: knows one image, records bud and push calls."""
+    """Stands in for `gardenbuild.backends.buildah.Buildah`: knows one image, records bud and push calls."""
 
     def __init__(self, labels: dict[str, str]) -> None:
         self.labels = dict(labels)
@@ -145,7 +145,7 @@ def built(garden, summary, backend, monkeypatch, tmp_path):
     (out / "build.json").write_text(json.dumps(summary))
     (out / "metadata.json").write_text(json.dumps({"pipelines": [{"name": "predict_solubility",
                                                                   "signature": "(smiles: list[str]) -> list[float]"}]}))
-    monkeypatch.setattr("gardenbuild.buildah.Buildah", lambda reporter=None: backend)
+    monkeypatch.setattr("gardenbuild.backends.buildah.Buildah", lambda reporter=None: backend)
     monkeypatch.setenv("GARDENBUILD_DATA", str(tmp_path / "data"))
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import responses
 
-from gardenbuild.buildah import Buildah
+from gardenbuild.backends.buildah import Buildah
 from gardenbuild.catalog import Catalog
 from gardenbuild.errors import GardenError, UserError
-from gardenbuild.load import load
+from gardenbuild.manifest.load import load
 from gardenbuild.publish import publish, registry
 from gardenbuild.publish.datacite import TEST_API
 from gardenbuild.report import RecordingReporter

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from gardenbuild import lockfile
-from gardenbuild.buildah import Buildah, CommandError
-from gardenbuild.verify import StageCheck, config_differences, explain_mismatch, file_differences, summary
+from gardenbuild.plan import lockfile
+from gardenbuild.backends.buildah import Buildah, CommandError
+from gardenbuild.engine.verify import StageCheck, config_differences, explain_mismatch, file_differences, summary
 from helpers import cli, copy_garden
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from gardenbuild import stamp
+from gardenbuild.engine import stamp
 
 OPTIONS = {"base_image": None, "locked": False, "cache": "/c"}
 
@@ -41,7 +41,7 @@ def test_a_stamp_answers_only_while_its_image_exists(garden, monkeypatch):
     print_ = stamp.fingerprint(garden, OPTIONS)
     stamp.write(out, print_, result)
     present = {"answer": True}
-    monkeypatch.setattr("gardenbuild.buildah.image_in_storage", lambda image_id, name: present["answer"])
+    monkeypatch.setattr("gardenbuild.backends.buildah.image_in_storage", lambda image_id, name: present["answer"])
     assert stamp.unchanged(out, print_) == result
     assert stamp.unchanged(out, "0" * 64) is None  # something changed
     present["answer"] = None  # storage unreadable: no shortcut, the full build decides

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gardenbuild import lockfile
+from gardenbuild.plan import lockfile
 
 from gardenbuild.cli import main
 

@@ -34,7 +34,7 @@ from gardenbuild.errors import GardenError, UserError
 from gardenbuild.report import Reporter
 
 if TYPE_CHECKING:
-    from gardenbuild.garden import Garden
+    from gardenbuild.manifest.garden import Garden
 
 STAGES = ("doi-draft", "registry", "globus", "doi-metadata")
 #: In a dry run, the digest a push would give is not known yet; this stands for it.
@@ -450,7 +450,7 @@ def publish(garden: Garden, build_summary: Mapping[str, Any], *, registry: str |
     one); ``env`` defaults to the process environment (credentials are read from it and
     never stored). Raises `GardenError` on failure, after recording it in ``catalog``.
     """
-    from gardenbuild.build import OUTPUT_DIR
+    from gardenbuild.engine.builder import OUTPUT_DIR
     from gardenbuild.publish.datacite import DEFAULT_PUBLISHER
 
     return _Run(garden, build_summary, registry=registry, globus=globus, doi=doi, doi_publish=doi_publish,

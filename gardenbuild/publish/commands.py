@@ -63,10 +63,10 @@ def _targets(args: argparse.Namespace, table: Any) -> tuple[str | None, bool, bo
 
 
 def cmd_publish(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.build import OUTPUT_DIR, require_build
-    from gardenbuild.buildah import Buildah
+    from gardenbuild.engine.builder import OUTPUT_DIR, require_build
+    from gardenbuild.backends.buildah import Buildah
     from gardenbuild.catalog import Catalog
-    from gardenbuild.load import load
+    from gardenbuild.manifest.load import load
     from gardenbuild.publish import publish
 
     # `publish --doi DIR`: argparse took the folder for --doi's optional value.

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gardenbuild.errors import GardenError, UserError
-from gardenbuild.garden import Garden
+from gardenbuild.manifest.garden import Garden
 from gardenbuild.publish.citation import license_ids, person_name
 
 API = "https://api.datacite.org"

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from gardenbuild import __version__
 from gardenbuild.errors import GardenError, UserError
-from gardenbuild.garden import Garden, PipelineSpec
+from gardenbuild.manifest.garden import Garden, PipelineSpec
 from gardenbuild.report import NullReporter, Reporter
 from gardenbuild.resources import data_dir
 

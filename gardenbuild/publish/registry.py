@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gardenbuild.errors import BackendError, GardenError, UserError
-from gardenbuild.garden import Garden
+from gardenbuild.manifest.garden import Garden
 
 DOI_LABEL = "dev.gardenbuild.doi"
 _HOST = re.compile(r"^(localhost|[a-z0-9-]+(\.[a-z0-9-]+)+|\[[0-9a-f:]+\])(:\d+)?$", re.I)

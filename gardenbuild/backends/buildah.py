@@ -34,8 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BackendError, ToolMissingError
-from .report import NullReporter, Reporter
+from gardenbuild.errors import BackendError, ToolMissingError
+from gardenbuild.report import NullReporter, Reporter
 
 TAIL_LINES = 40
 BUILDAH_HINT = "apt-get install -y buildah  (Debian/Ubuntu), or see https://github.com/containers/buildah/blob/main/install.md"

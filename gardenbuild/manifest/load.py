@@ -17,13 +17,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from gardenbuild import flavors as flavor_table
+from gardenbuild.manifest import flavors as flavor_table
 from gardenbuild.errors import ConfigError, Problem, UserError
-from gardenbuild.flavors import Flavor
-from gardenbuild.garden import GLOBUS_REQUIREMENTS, RUNTIME_REQUIREMENTS, Garden, PipelineSpec, TestSpec
-from gardenbuild.notebook import analyse
-from gardenbuild.spec import PEP508_EXAMPLE, Gardenfile
-from gardenbuild.tomlpos import dotted, key_lines, line_of
+from gardenbuild.manifest.flavors import Flavor
+from gardenbuild.manifest.garden import GLOBUS_REQUIREMENTS, RUNTIME_REQUIREMENTS, Garden, PipelineSpec, TestSpec
+from gardenbuild.manifest.notebook import analyse
+from gardenbuild.manifest.spec import PEP508_EXAMPLE, Gardenfile
+from gardenbuild.manifest.tomlpos import dotted, key_lines, line_of
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gardenbuild.flavors import Flavor
-from gardenbuild.spec import GardenMeta, Publish
+from gardenbuild.manifest.flavors import Flavor
+from gardenbuild.manifest.spec import GardenMeta, Publish
 
 #: What the in-image runtime itself needs, whatever the notebook asks for.
 RUNTIME_REQUIREMENTS = ("dill>=0.3.8",)

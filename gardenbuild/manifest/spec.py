@@ -1,7 +1,7 @@
 """The raw Gardenfile model: a pydantic mirror of the TOML, nothing filled in.
 
 Every table forbids unknown keys so typos surface; defaults that depend on a flavor are
-left as None here and filled by `gardenbuild.load.resolve`.
+left as None here and filled by `gardenbuild.manifest.load.resolve`.
 """
 
 from __future__ import annotations

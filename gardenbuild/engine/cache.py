@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gardenbuild.deps import WheelStore
+from gardenbuild.backends.deps import WheelStore
 from gardenbuild.errors import GardenError
 from gardenbuild.report import Reporter
-from gardenbuild.store import TMP_GLOB, StepStore
+from gardenbuild.engine.store import TMP_GLOB, StepStore
 
 OWN_IMAGES = ("localhost/gardenbuild/env:", "localhost/gardens/")
 #: Scratch left this long is a killed build's, never a running one's (a build's context lives minutes).

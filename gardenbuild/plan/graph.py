@@ -16,8 +16,8 @@ import networkx as nx
 
 from gardenbuild import __version__
 from gardenbuild.errors import GardenError
-from gardenbuild.garden import Garden
-from gardenbuild.render import ENV_TEMPLATE, GARDEN_TEMPLATE, pipelines_config
+from gardenbuild.manifest.garden import Garden
+from gardenbuild.plan.render import ENV_TEMPLATE, GARDEN_TEMPLATE, pipelines_config
 
 PLATFORM = "x86_64-manylinux_2_36"
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 
 from gardenbuild.errors import ResolutionError
-from gardenbuild.store import atomic_write
+from gardenbuild.engine.store import atomic_write
 from gardenbuild.report import Reporter
 
 try:

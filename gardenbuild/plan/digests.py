@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from gardenbuild.garden import Garden
-from gardenbuild.plan import Inputs
-from gardenbuild.render import ENV_TEMPLATE, GARDEN_TEMPLATE
+from gardenbuild.manifest.garden import Garden
+from gardenbuild.plan.graph import Inputs
+from gardenbuild.plan.render import ENV_TEMPLATE, GARDEN_TEMPLATE
 from gardenbuild.resources import data_dir, runtime_dir
 
 

@@ -15,7 +15,7 @@ import shlex
 import urllib.parse
 from typing import Any, Sequence
 
-from gardenbuild.deps import PinnedWheel
+from gardenbuild.backends.deps import PinnedWheel
 from gardenbuild.errors import ResolutionError
 from gardenbuild.report import Reporter
 

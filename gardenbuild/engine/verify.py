@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gardenbuild.build import Builder
-from gardenbuild.plan import Plan
+from gardenbuild.engine.builder import Builder
+from gardenbuild.plan.graph import Plan
 from gardenbuild.report import Reporter
-from gardenbuild.store import StepStore
+from gardenbuild.engine.store import StepStore
 
 MAX_FILES = 10
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Mapping
 
-from gardenbuild.deps import PinnedWheel
-from gardenbuild.lockfile import package_changes
-from gardenbuild.plan import Plan, Step
+from gardenbuild.backends.deps import PinnedWheel
+from gardenbuild.plan.lockfile import package_changes
+from gardenbuild.plan.graph import Plan, Step
 
 
 def snapshot(step: Step) -> dict[str, Any]:

@@ -83,7 +83,7 @@ def _unlockable(requirement: str) -> str | None:
     """Why a ``%pip install`` argument cannot go into the lock, or None if it can."""
     from packaging.requirements import InvalidRequirement, Requirement
 
-    from gardenbuild.spec import PEP508_EXAMPLE
+    from gardenbuild.manifest.spec import PEP508_EXAMPLE
 
     if requirement.startswith("-r "):
         file = requirement[3:]

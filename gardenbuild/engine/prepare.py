@@ -14,13 +14,13 @@ from typing import Any, Callable, Sequence
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from gardenbuild import lockfile
-from gardenbuild.deps import Target, resolve
-from gardenbuild.digests import inputs_for
+from gardenbuild.plan import lockfile
+from gardenbuild.backends.deps import Target, resolve
+from gardenbuild.plan.digests import inputs_for
 from gardenbuild.errors import ResolutionError, UserError
-from gardenbuild.garden import Garden
-from gardenbuild.lockfile import Lock
-from gardenbuild.plan import PLATFORM, Plan, plan
+from gardenbuild.manifest.garden import Garden
+from gardenbuild.plan.lockfile import Lock
+from gardenbuild.plan.graph import PLATFORM, Plan, plan
 from gardenbuild.report import Reporter
 
 

@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gardenbuild import __version__
-from gardenbuild.buildah import image_in_storage
-from gardenbuild.call import run_tests
-from gardenbuild.debs import PinnedDeb, resolve_debs
-from gardenbuild.deps import PinnedWheel, Target, WheelStore, find_uv, lock_text, resolve
-from gardenbuild.digests import runtime_files
-from gardenbuild.explain import snapshot
+from gardenbuild.backends.buildah import image_in_storage
+from gardenbuild.engine.call import run_tests
+from gardenbuild.backends.debs import PinnedDeb, resolve_debs
+from gardenbuild.backends.deps import PinnedWheel, Target, WheelStore, find_uv, lock_text, resolve
+from gardenbuild.plan.digests import runtime_files
+from gardenbuild.plan.explain import snapshot
 from gardenbuild.errors import BackendError, BuildError, NotebookError, UserError
-from gardenbuild.plan import PLATFORM, Plan, Step
-from gardenbuild.render import DEBS, UV, WHEELHOUSE, pipelines_config, render_env, render_garden
+from gardenbuild.plan.graph import PLATFORM, Plan, Step
+from gardenbuild.plan.render import DEBS, UV, WHEELHOUSE, pipelines_config, render_env, render_garden
 from gardenbuild.report import Reporter
 from gardenbuild.runtime.protocol import parse_markers
-from gardenbuild.store import StepStore
+from gardenbuild.engine.store import StepStore
 
 OUTPUT_DIR = ".gardenbuild"
 

@@ -26,9 +26,9 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from .buildah import Buildah, stream
-from .errors import BackendError, ToolMissingError, UserError
-from .report import Reporter
+from gardenbuild.backends.buildah import Buildah, stream
+from gardenbuild.errors import BackendError, ToolMissingError, UserError
+from gardenbuild.report import Reporter
 
 BASE_REPOSITORY = "localhost/gardenbuild/python"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"

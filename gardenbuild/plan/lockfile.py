@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from gardenbuild import __version__
-from gardenbuild.deps import PinnedWheel
+from gardenbuild.backends.deps import PinnedWheel
 from gardenbuild.errors import UserError
-from gardenbuild.garden import Garden
-from gardenbuild.plan import PLATFORM, Inputs
+from gardenbuild.manifest.garden import Garden
+from gardenbuild.plan.graph import PLATFORM, Inputs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,7 +41,7 @@ class Lock:
     indexes: tuple[str, ...]
     system_packages: tuple[str, ...]
     packages: tuple[PinnedWheel, ...]
-    debs: tuple[PinnedWheel, ...] = ()  # system packages as pinned .deb files (see gardenbuild.debs)
+    debs: tuple[PinnedWheel, ...] = ()  # system packages as pinned .deb files (see gardenbuild.backends.debs)
     files: dict[str, str] = field(default_factory=dict)  # garden file -> sha256
     templates: dict[str, str] = field(default_factory=dict)  # template / runtime -> sha256
     gardenbuild: str = __version__
@@ -136,7 +136,7 @@ def read(root: Path) -> Lock | None:
 
 
 def write(root: Path, lock: Lock) -> Path:
-    from gardenbuild.store import atomic_write
+    from gardenbuild.engine.store import atomic_write
 
     path = root / LOCKFILE
     atomic_write(path, dumps(lock).encode())

@@ -8,7 +8,7 @@ from functools import lru_cache
 import jinja2
 
 from gardenbuild import __version__
-from gardenbuild.garden import Garden
+from gardenbuild.manifest.garden import Garden
 from gardenbuild.resources import data_dir
 
 VENV = "/opt/garden/venv"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gardenbuild import flavors
+from gardenbuild.manifest import flavors
 from gardenbuild.errors import UserError
-from gardenbuild.load import GARDENFILE
-from gardenbuild.notebook import analyse
-from gardenbuild.render import environment
-from gardenbuild.spec import SUPPORTED_PYTHONS
+from gardenbuild.manifest.load import GARDENFILE
+from gardenbuild.manifest.notebook import analyse
+from gardenbuild.plan.render import environment
+from gardenbuild.manifest.spec import SUPPORTED_PYTHONS
 
 
 def init(directory: Path, *, notebook: str, python: str, flavor: str, name: str | None = None) -> Path:

@@ -20,7 +20,6 @@ from gardenbuild import __version__
 
 STAMP = "stamp.json"
 _SKIP_DIRS = {".gardenbuild", ".git", ".ipynb_checkpoints", "__pycache__"}
-_PKG = Path(__file__).resolve().parent
 
 
 def _tree(h: "hashlib._Hash", root: Path, label: str) -> None:
@@ -37,20 +36,20 @@ def _tree(h: "hashlib._Hash", root: Path, label: str) -> None:
 
 def fingerprint(root: Path, options: Mapping[str, Any]) -> str:
     """sha256 over the garden folder, gardenbuild's own data files and the options."""
-    from gardenbuild.resources import data_dir
+    from gardenbuild.resources import data_dir, runtime_dir
 
     h = hashlib.sha256()
     h.update(json.dumps({"gardenbuild": __version__, "options": dict(options)}, sort_keys=True).encode())
     _tree(h, root, "garden")
     for name in ("templates", "flavors"):
         _tree(h, data_dir(name), name)
-    _tree(h, _PKG / "runtime", "runtime")
+    _tree(h, runtime_dir(), "runtime")
     return h.hexdigest()
 
 
 def unchanged(out_dir: Path, print_: str) -> dict[str, Any] | None:
     """The stamped build summary if `print_` matches the stamp and the image still exists."""
-    from gardenbuild.buildah import image_in_storage
+    from gardenbuild.backends.buildah import image_in_storage
 
     try:
         stamp = json.loads((out_dir / STAMP).read_text())
@@ -65,7 +64,7 @@ def unchanged(out_dir: Path, print_: str) -> dict[str, Any] | None:
 
 
 def write(out_dir: Path, print_: str, result: Mapping[str, Any]) -> None:
-    from gardenbuild.store import atomic_write
+    from gardenbuild.engine.store import atomic_write
 
     atomic_write(out_dir / STAMP, json.dumps({"fingerprint": print_, "result": dict(result)}, indent=1,
                                              sort_keys=True).encode())

@@ -1,7 +1,7 @@
 """The content-addressed step store: one record per step key, written atomically.
 
 Layout under the cache root (``$GARDENBUILD_CACHE``, default the user cache dir):
-``steps/<aa>/<key>.json`` records, ``wheels/`` (see `gardenbuild.deps.WheelStore`),
+``steps/<aa>/<key>.json`` records, ``wheels/`` (see `gardenbuild.backends.deps.WheelStore`),
 ``resolve/`` resolution results, ``locks/`` lock files. A record appears all at once
 (write to a temporary file, fsync, rename), so a killed build never leaves a partial
 entry, and a file lock serialises builds of the same garden.

@@ -1,0 +1,1 @@
+"""Read and validate: Gardenfile.toml -> spec -> resolved Garden (with flavors and the notebook's facts)."""
