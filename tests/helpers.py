@@ -28,7 +28,7 @@ def copy_garden(src: Path, dest: Path) -> Path:
 
 def publish_cli(*argv: str) -> tuple[argparse.Namespace, int]:
     """Run one of the publish commands (publish, list, show) with a recording reporter."""
-    from gardenbuild.publish import commands
+    from gardenbuild.cli import publish as commands
 
     top = argparse.ArgumentParser(prog="gardenbuild")
     commands.add_parsers(top.add_subparsers(dest="command"))

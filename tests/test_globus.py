@@ -42,7 +42,7 @@ from globus_sdk.testing import RegisteredResponse, load_response
 from gardenbuild.errors import UserError
 from gardenbuild.manifest.load import load
 from gardenbuild.publish import auth, globus
-from gardenbuild.publish.globus_commands import HANDLERS, add_parsers
+from gardenbuild.cli.login import HANDLERS, add_parsers
 from gardenbuild.plan.render import pipelines_config
 from gardenbuild.report import RecordingReporter
 

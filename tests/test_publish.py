@@ -20,7 +20,8 @@ import gardenbuild.publish as publish_pkg
 from gardenbuild.catalog import Catalog
 from gardenbuild.errors import BackendError, GardenError, UserError
 from gardenbuild.manifest.load import load
-from gardenbuild.publish import PLACEHOLDER_DIGEST, commands, datacite, publish, registry
+from gardenbuild.cli import publish as commands
+from gardenbuild.publish import PLACEHOLDER_DIGEST, datacite, publish, registry
 from gardenbuild.publish.datacite import API, TEST_API
 from gardenbuild.report import RecordingReporter
 from helpers import publish_cli as cli

@@ -1,7 +1,5 @@
-"""The command line: parses arguments, installs the console reporter, prints results.
-
-Only this module prints or exits. Every `GardenError` becomes ``error: ...`` plus a
-hint and its exit code (2 for bad input, 1 for a failed build); no traceback.
+"""The build-side commands: check, schema, plan, graph, render, init, build, run, test, lock,
+verify, cache and base. Argument parsing and printing only; the work is done by the library.
 """
 
 from __future__ import annotations
@@ -9,101 +7,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from gardenbuild import __version__
-from gardenbuild.errors import BuildError, GardenError, UserError
-from gardenbuild.report import ConsoleReporter, Reporter
+from gardenbuild.cli.common import (Handler, add_dir, add_json, emit, load_garden, plan_garden,
+                                    prepare_garden)
+from gardenbuild.errors import BuildError, UserError
+from gardenbuild.report import Reporter
 
-Handler = Callable[[argparse.Namespace, Reporter], Any]
-COMMANDS: dict[str, Handler] = {}
+HANDLERS: dict[str, Handler] = {}
 
 
 def command(name: str) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        COMMANDS[name] = fn
+        HANDLERS[name] = fn
         return fn
 
     return register
 
 
-def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
-    """Print a result: JSON with --json, else the human text."""
-    if getattr(args, "json", False):
-        print(json.dumps(data, indent=2, sort_keys=True, default=str))
-    elif text is not None:
-        print(text, end="" if text.endswith("\n") else "\n")
-
-
-def _load(args: argparse.Namespace):
-    from gardenbuild.plan import lockfile
-    from gardenbuild.manifest.load import load
-
-    garden = load(Path(args.dir))
-    base = getattr(args, "base_image", None) or os.environ.get("GARDENBUILD_BASE_IMAGE")
-    if base:
-        return garden.with_base_image(base)
-    # Without an explicit choice, the base image the lock was made with stays (as a
-    # package pin would); the flavor's default comes back only through `lock --upgrade`.
-    lock = lockfile.read(garden.root)
-    if lock is not None and not garden.explicit_base and not getattr(args, "upgrade", None) == []:
-        return garden.with_base_image(lock.base_image)
-    return garden
-
-
-def _plan(args: argparse.Namespace):
-    """The plan, without side effects: against the lock when it still matches the garden."""
-    from dataclasses import replace
-
-    from gardenbuild.plan import lockfile
-    from gardenbuild.plan.digests import inputs_for
-    from gardenbuild.plan.graph import plan
-
-    garden = _load(args)
-    inputs = inputs_for(garden)
-    lock = lockfile.read(garden.root)
-    changes: list[str] = []
-    if lock is not None:
-        changes = lockfile.dependency_changes(lock, garden)
-        if lock.base_image == garden.base_image:
-            garden = garden.with_base_image(lock.pinned_base)
-        if not changes:
-            inputs = replace(inputs, lock=lock.plan_lock())
-    p = plan(garden, inputs)
-    p.lock_changes = changes
-    return p
-
-
-def _base_digest(backend):
-    def digest(ref: str) -> str:
-        if backend.image_id(ref) is None:
-            raise UserError(f"base image {ref} is not in local storage",
-                            hint=f"pull it (buildah pull {ref}), or make one with `gardenbuild base bootstrap` "
-                                 "and pass --base-image localhost/gardenbuild/python:3.11")
-        return backend.digest(ref)
-    return digest
-
-
-def _prepare(args: argparse.Namespace, reporter: Reporter, backend, *, upgrade=False, write=True):
-    from gardenbuild.backends.buildah import digest_in_storage
-    from gardenbuild.backends.debs import resolve_debs
-    from gardenbuild.engine.prepare import prepare
-    from gardenbuild.engine.store import StepStore
-
-    def resolve_system(packages, base):
-        return resolve_debs(packages, base, backend=backend, reporter=reporter)
-
-    return prepare(_load(args), base_digest=_base_digest(backend), reporter=reporter, cache_root=StepStore().root,
-                   locked=getattr(args, "locked", False), upgrade=upgrade, have_digest=digest_in_storage, write=write,
-                   resolve_system=resolve_system)
-
-
 @command("check")
 def cmd_check(args: argparse.Namespace, reporter: Reporter) -> int:
-    garden = _load(args)
+    garden = load_garden(args)
     data = {
         "ok": True,
         "garden": garden.name,
@@ -137,7 +63,7 @@ def cmd_plan(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.plan.explain import explain
     from gardenbuild.engine.store import StepStore
 
-    p = _plan(args)
+    p = plan_garden(args)
     store = StepStore()
     reasons = explain(p, store.remembered(p.garden.name, p.garden.root),
                       lambda step: cached_record(store, step) is not None)
@@ -157,7 +83,7 @@ def cmd_plan(args: argparse.Namespace, reporter: Reporter) -> int:
 def cmd_graph(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.plan.graph import to_dot, to_mermaid
 
-    p = _plan(args)
+    p = plan_garden(args)
     text = to_dot(p) if args.format == "dot" else to_mermaid(p)
     emit(args, {"format": args.format, "graph": text}, text)
     return 0
@@ -167,7 +93,7 @@ def cmd_graph(args: argparse.Namespace, reporter: Reporter) -> int:
 def cmd_render(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.plan.render import render_env, render_garden
 
-    p = _plan(args)
+    p = plan_garden(args)
     env_file = render_env(p.garden)
     garden_file = render_garden(p.garden, p.env_image)
     if args.stage == "env":
@@ -215,7 +141,7 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
         from gardenbuild.engine.store import StepStore
 
         backend = _backend(reporter)
-        prepared = _prepare(args, reporter, backend)
+        prepared = prepare_garden(args, reporter, backend)
         result = Builder(prepared.plan, store=StepStore(), backend=backend, reporter=reporter).run()
         record_build(last_build(prepared.garden.root) or {}, root=prepared.garden.root, reporter=reporter)
         data = result.as_json()
@@ -302,7 +228,7 @@ def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.plan.lockfile import LOCKFILE
 
     upgrade = True if args.upgrade == [] else (args.upgrade or False)
-    prepared = _prepare(args, reporter, _backend(reporter), upgrade=upgrade)
+    prepared = prepare_garden(args, reporter, _backend(reporter), upgrade=upgrade)
     lock = prepared.lock
     path = prepared.garden.root / LOCKFILE
     state = "updated" if prepared.written else "up to date"
@@ -318,7 +244,7 @@ def cmd_verify(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.engine.verify import summary, verify
 
     backend = _backend(reporter)
-    prepared = _prepare(args, reporter, backend, write=False)  # verify checks the lock, it does not move it
+    prepared = prepare_garden(args, reporter, backend, write=False)  # verify checks the lock, it does not move it
     checks = verify(prepared.plan, store=StepStore(), backend=backend, reporter=reporter)
     ok = all(c.match for c in checks)
     emit(args, {"match": ok, "stages": [c.as_json() for c in checks]},
@@ -357,29 +283,8 @@ def cmd_base(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
-def _register_publish_commands() -> None:
-    from gardenbuild.publish import commands as publish_commands
-    from gardenbuild.publish import globus_commands
-
-    COMMANDS.update(publish_commands.HANDLERS)
-    COMMANDS.update(globus_commands.HANDLERS)
-
-
-def add_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", nargs="?", default=".", help="the garden folder (holding Gardenfile.toml); default: .")
-
-
-def add_json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
-
-
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="gardenbuild", description="Compile a notebook into a runnable, citable, reproducible artifact.")
-    top.add_argument("--version", action="version", version=f"gardenbuild {__version__}")
-    top.add_argument("-v", "--verbose", action="store_true", help="show the output of outside tools (buildah, uv)")
-    top.add_argument("-q", "--quiet", action="store_true", help="only errors and results")
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_parsers(sub: Any) -> None:
+    """Add the build-side commands to ``sub`` (the CLI's sub-parsers)."""
     p = sub.add_parser("init", help="write a commented Gardenfile.toml for a notebook")
     p.add_argument("dir", nargs="?", default=".")
     p.add_argument("--notebook", required=True, help="the notebook, relative to DIR")
@@ -446,42 +351,3 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--python", default="3.11", help="3.11 (bookworm) or 3.13 (trixie)")
     b.add_argument("--force", action="store_true", help="rebuild even if the image exists")
     add_json(b)
-
-    from gardenbuild.publish import commands as publish_commands
-    from gardenbuild.publish import globus_commands
-
-    publish_commands.add_parsers(sub)
-    globus_commands.add_parsers(sub)
-    return top
-
-
-GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # -q/-v belong to the top-level parser; accept them after the command too, where
-    # people type them (`gardenbuild build . -q`).
-    argv = [a for a in argv if a in GLOBAL_FLAGS] + [a for a in argv if a not in GLOBAL_FLAGS]
-    args = parser().parse_args(argv)
-    _register_publish_commands()
-    reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet)
-    try:
-        return COMMANDS[args.command](args, reporter) or 0
-    except GardenError as exc:
-        lines = exc.lines()
-        print(f"error: {lines[0]}", file=sys.stderr)
-        for line in lines[1:]:
-            print(line, file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted; nothing was tagged or cached for the unfinished step", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from gardenbuild.cli import add_json
+from gardenbuild.cli.common import add_json
 from gardenbuild.report import Reporter
 
 
@@ -57,7 +57,7 @@ def _who(info: dict[str, Any]) -> str:
 
 
 def cmd_login(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.cli import emit
+    from gardenbuild.cli.common import emit
     from gardenbuild.publish import auth
 
     app = auth.make_app(login_flow_manager=_terminal_login_flow())
@@ -70,7 +70,7 @@ def cmd_login(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def cmd_logout(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.cli import emit
+    from gardenbuild.cli.common import emit
     from gardenbuild.publish import auth
 
     app = auth.make_app()
@@ -89,7 +89,7 @@ def cmd_logout(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def cmd_whoami(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.cli import emit
+    from gardenbuild.cli.common import emit
     from gardenbuild.publish import auth
 
     info = auth.whoami(auth.make_app())

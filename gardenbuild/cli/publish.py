@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gardenbuild.errors import UserError
-from gardenbuild.cli import add_dir, add_json, emit
+from gardenbuild.cli.common import add_dir, add_json, emit
 from gardenbuild.report import Reporter
 
 DOI_CHOICES = ("draft", "publish")

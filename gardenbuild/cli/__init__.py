@@ -1,0 +1,62 @@
+"""The command line: parses arguments, installs the console reporter, prints results.
+
+Only this package prints or exits. Every `GardenError` becomes ``error: ...`` plus a
+hint and its exit code (2 for bad input, 1 for a failed build); no traceback. Each
+command group lives in its own module with ``add_parsers(sub)`` and ``HANDLERS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gardenbuild import __version__
+from gardenbuild.cli import build, login, publish
+from gardenbuild.errors import GardenError
+from gardenbuild.report import ConsoleReporter
+
+GROUPS = (build, publish, login)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="gardenbuild", description="Compile a notebook into a runnable, citable, reproducible artifact.")
+    top.add_argument("--version", action="version", version=f"gardenbuild {__version__}")
+    top.add_argument("-v", "--verbose", action="store_true", help="show the output of outside tools (buildah, uv)")
+    top.add_argument("-q", "--quiet", action="store_true", help="only errors and results")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for group in GROUPS:
+        group.add_parsers(sub)
+    return top
+
+
+GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # -q/-v belong to the top-level parser; accept them after the command too, where
+    # people type them (`gardenbuild build . -q`).
+    argv = [a for a in argv if a in GLOBAL_FLAGS] + [a for a in argv if a not in GLOBAL_FLAGS]
+    args = parser().parse_args(argv)
+    reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet)
+    try:
+        handlers = {name: fn for group in GROUPS for name, fn in group.HANDLERS.items()}
+        return handlers[args.command](args, reporter) or 0
+    except GardenError as exc:
+        lines = exc.lines()
+        print(f"error: {lines[0]}", file=sys.stderr)
+        for line in lines[1:]:
+            print(line, file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was tagged or cached for the unfinished step", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
