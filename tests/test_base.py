@@ -29,7 +29,7 @@ from gardenbuild.report import NullReporter, RecordingReporter
 
 # --- pure parts --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("version, suite", [("3.9", "bullseye"), ("3.11", "bookworm"), ("3.13", "trixie"),
+@pytest.mark.parametrize("version, suite", [("3.11", "bookworm"), ("3.13", "trixie"),
                                             ("python3.11", "bookworm"), (" 3.13 ", "trixie")])
 def test_suite_for_known_versions(version, suite):
     assert suite_for(version) == suite
@@ -41,7 +41,7 @@ def test_versions_no_debian_release_ships(version):
         suite_for(version)
     err = info.value
     assert f"no Debian release ships Python {version}" in err.message
-    assert "3.9 (bullseye), 3.11 (bookworm), 3.13 (trixie)" in err.hint
+    assert "3.11 (bookworm), 3.13 (trixie)" in err.hint
     assert "registry image" in err.hint and "network" in err.hint
     assert err.exit_code == 2
 

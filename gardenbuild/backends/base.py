@@ -28,14 +28,13 @@ from pathlib import Path
 
 from gardenbuild.backends.buildah import Buildah, stream
 from gardenbuild.errors import BackendError, ToolMissingError, UserError
+from gardenbuild.manifest.flavors import pythons
 from gardenbuild.report import Reporter
 
 BASE_REPOSITORY = "localhost/gardenbuild/python"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEBOOTSTRAP_HINT = "apt-get install -y debootstrap"
 
-# Which Debian release ships which python3 (no release ships 3.10 or 3.12).
-SUITES = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -88,19 +87,24 @@ def normalize_python(python: str) -> str:
     text = python.strip().removeprefix("python")
     if not re.fullmatch(r"3\.\d+", text):
         raise UserError(f"python version {python!r} is not of the form 3.X",
-                        hint=f"bootstrappable versions: {', '.join(SUITES)}")
+                        hint=f"bootstrappable versions: {', '.join(suites())}")
     return text
+
+
+def suites() -> dict[str, str]:
+    """Python version -> the Debian release whose python3 it is (flavors/pythons.toml)."""
+    return {v.version: v.debian for v in pythons().values() if v.debian}
 
 
 def suite_for(python: str) -> str:
     """The Debian release whose python3 is ``python`` (X.Y)."""
     version = normalize_python(python)
     try:
-        return SUITES[version]
+        return suites()[version]
     except KeyError:
         raise UserError(
             f"no Debian release ships Python {version}, so it cannot be bootstrapped here",
-            hint=f"bootstrappable versions: {', '.join(f'{v} ({s})' for v, s in SUITES.items())}; "
+            hint=f"bootstrappable versions: {', '.join(f'{v} ({s})' for v, s in suites().items())}; "
                  f"other versions need a registry image such as python:{version}-slim, which needs network",
         ) from None
 

@@ -1,6 +1,8 @@
-"""Flavors: named bundles of a base image per Python version and the packages they add.
+"""Flavors and Python versions, both data: ``flavors/*.toml`` and ``flavors/pythons.toml``.
 
-They are data (``flavors/*.toml``), loaded here into frozen `Flavor` values.
+`pythons()` is the one table of supported Python versions (with each one's default base
+image and the Debian release that ships it); a flavor is a bundle of packages and
+indexes, and may name its own base image per version.
 """
 
 from __future__ import annotations
@@ -18,6 +20,27 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+PYTHONS_FILE = "pythons.toml"
+
+
+@dataclass(frozen=True)
+class PythonVersion:
+    version: str  # "3.11"
+    base_image: str  # the image real users pull
+    debian: str | None  # the Debian release whose python3 this is, if any
+
+
+@lru_cache(maxsize=None)
+def pythons() -> dict[str, PythonVersion]:
+    """Every supported Python version, in order."""
+    data = tomllib.loads((data_dir("flavors") / PYTHONS_FILE).read_text())
+    table = {v: PythonVersion(v, t["base_image"], t.get("debian")) for v, t in data["python"].items()}
+    return dict(sorted(table.items(), key=lambda item: tuple(int(x) for x in item[0].split("."))))
+
+
+def supported_pythons() -> tuple[str, ...]:
+    return tuple(pythons())
+
 
 @dataclass(frozen=True)
 class Flavor:
@@ -25,20 +48,16 @@ class Flavor:
     description: str
     packages: tuple[str, ...]
     indexes: tuple[str, ...]
-    base_images: tuple[tuple[str, str], ...]  # (python, image), sorted
-
-    @property
-    def pythons(self) -> tuple[str, ...]:
-        return tuple(v for v, _ in self.base_images)
+    base_images: tuple[tuple[str, str], ...] = ()  # (python, image) the flavor names itself, sorted
 
     def base_image(self, python: str) -> str:
-        images = dict(self.base_images)
-        if python not in images:
-            raise UserError(
-                f"flavor '{self.name}' has no image for Python {python}",
-                hint=f"flavor '{self.name}' supports Python {', '.join(self.pythons)}",
-            )
-        return images[python]
+        own = dict(self.base_images)
+        if python in own:
+            return own[python]
+        if python not in pythons():
+            raise UserError(f"flavor '{self.name}' has no image for Python {python}",
+                            hint=f"supported Python versions: {', '.join(supported_pythons())}")
+        return pythons()[python].base_image
 
 
 def _load(path: Path) -> Flavor:
@@ -56,7 +75,7 @@ def _load(path: Path) -> Flavor:
 def available(root: Path | None = None) -> dict[str, Flavor]:
     """Every flavor shipped with gardenbuild, by name."""
     folder = root or data_dir("flavors")
-    return {p.stem: _load(p) for p in sorted(folder.glob("*.toml"))}
+    return {p.stem: _load(p) for p in sorted(folder.glob("*.toml")) if p.name != PYTHONS_FILE}
 
 
 def get(name: str) -> Flavor:

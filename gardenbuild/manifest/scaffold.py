@@ -10,7 +10,6 @@ from gardenbuild.errors import UserError
 from gardenbuild.manifest.load import GARDENFILE
 from gardenbuild.manifest.notebook import analyse
 from gardenbuild.plan.render import environment
-from gardenbuild.manifest.spec import SUPPORTED_PYTHONS
 
 
 def init(directory: Path, *, notebook: str, python: str, flavor: str, name: str | None = None) -> Path:
@@ -18,8 +17,8 @@ def init(directory: Path, *, notebook: str, python: str, flavor: str, name: str 
     target = directory / GARDENFILE
     if target.exists():
         raise UserError(f"{target} already exists; not overwriting it", hint="edit it, or remove it first")
-    if python not in SUPPORTED_PYTHONS:
-        raise UserError(f"Python '{python}' is not supported", hint=f"choose one of {', '.join(SUPPORTED_PYTHONS)}")
+    if python not in flavors.supported_pythons():
+        raise UserError(f"Python '{python}' is not supported", hint=f"choose one of {', '.join(flavors.supported_pythons())}")
     flavors.get(flavor)
     nb = directory / notebook
     if not nb.resolve().is_relative_to(directory):

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+from gardenbuild.manifest.flavors import supported_pythons
+
 SLUG = r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PEP508_EXAMPLE = "(write e.g. 'numpy>=1.26')"
@@ -156,8 +157,8 @@ class Environment(Strict):
             # 3.10 unquoted is the float 3.1; say what the user most likely meant.
             meant = "3.10" if value == 3.1 else str(value)
             raise ValueError(f"write the version as a string: python = \"{meant}\"")
-        if isinstance(value, str) and value not in SUPPORTED_PYTHONS:
-            raise ValueError(f"Python '{value}' is not supported; choose one of {', '.join(SUPPORTED_PYTHONS)}")
+        if isinstance(value, str) and value not in supported_pythons():
+            raise ValueError(f"Python '{value}' is not supported; choose one of {', '.join(supported_pythons())}")
         return value
 
 
