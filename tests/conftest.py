@@ -67,3 +67,11 @@ def base_image() -> str:
 def build_cache(tmp_path_factory) -> Path:
     """One GARDENBUILD_CACHE for the session: each wheel is fetched and each env image recorded once."""
     return tmp_path_factory.mktemp("gardenbuild-cache")
+
+
+@pytest.fixture(autouse=True)
+def private_cache_and_catalog(tmp_path_factory, monkeypatch):
+    """No test reads or writes the machine's own step cache or catalog; a test may point
+    GARDENBUILD_CACHE (say, at the session's build cache) elsewhere itself."""
+    monkeypatch.setenv("GARDENBUILD_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("GARDENBUILD_DATA", str(tmp_path_factory.getbasetemp() / "data"))

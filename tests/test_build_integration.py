@@ -102,6 +102,22 @@ def test_solubility_build_summary(solubility):
     assert (garden / ".gardenbuild" / "build.json").is_file()
 
 
+def test_the_output_folder_holds_only_what_the_steps_declare(solubility):
+    from gardenbuild.engine.prepare import plan_only
+    from gardenbuild.manifest.load import load
+
+    garden, _ = solubility
+    declared = plan_only(load(garden), backend=Buildah()).files()
+    left = {p.relative_to(garden / ".gardenbuild").as_posix() for p in (garden / ".gardenbuild").rglob("*") if p.is_file()}
+    assert left == declared
+
+
+def test_building_the_example_leaves_its_committed_lock_alone(solubility):
+    """The lock names the localhost/ base but pins no digest of this machine's."""
+    garden, _ = solubility
+    assert (garden / "Gardenfile.lock").read_bytes() == (SOLUBILITY / "Gardenfile.lock").read_bytes()
+
+
 def test_solubility_second_build_is_all_cached(solubility, base_image):
     garden, first = solubility
     code, out, err = cli("build", str(garden), "--base-image", base_image, "--json")
@@ -332,3 +348,61 @@ def test_system_packages_are_pinned_debs_installed_without_network(base_image, t
     image = json.loads((garden / ".gardenbuild" / "build.json").read_text())["image"]
     version = Buildah().run(image, ["dpkg-query", "-W", "-f", "${Version}", "jq"]).stdout.decode()
     assert version == debs["jq"]["version"]
+
+
+# ---------------------------------------------------------------- the base image, settled once
+
+
+@pytest.fixture
+def remade_base(base_image):
+    """A second localhost/ name whose image is re-made (a new digest) on demand, as a fresh
+    `base bootstrap` re-makes localhost/gardenbuild/python:3.11; removed afterwards."""
+    name = f"localhost/gardenbuild-test/python:{os.getpid()}"
+
+    def remake(label: str) -> str:
+        ctr = subprocess.run(["buildah", "from", "--pull=never", "--quiet", base_image],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        try:
+            subprocess.run(["buildah", "config", "--label", f"dev.gardenbuild.test.remade={label}", ctr], check=True)
+            subprocess.run(["buildah", "commit", "--quiet", "--timestamp", "0", ctr, name],
+                           check=True, capture_output=True)
+        finally:
+            subprocess.run(["buildah", "rm", ctr], capture_output=True)
+        return Buildah().digest(name)
+
+    yield name, remake
+    subprocess.run(["buildah", "rmi", "--force", name], capture_output=True)
+
+
+def test_a_remade_local_base_rebuilds_the_environment_without_touching_the_lock(remade_base, tmp_path):
+    name, remake = remade_base
+    first = remake("one")
+    garden = copy_garden(FIXTURES / "clock_global", tmp_path / "clock_global")
+    code, out, err = cli("build", str(garden), "--base-image", name, "--json")
+    assert code == 0, err
+    lock = (garden / "Gardenfile.lock").read_text()
+    assert "base_digest" not in lock.split("[[package]]")[0].replace("# no base_digest", "")
+    assert f"{name}@{first}" in (garden / ".gardenbuild" / "Containerfile.env").read_text()
+    second = remake("two")
+    assert second != first
+    code, out, err = cli("build", str(garden), "--base-image", name, "--json")
+    assert code == 0, err
+    ran = [s["id"] for s in json.loads(out)["steps"] if not s["cached"]]
+    assert "build-env" in ran and "resolve" in ran  # the plan pins the new digest
+    assert f"{name}@{second}" in (garden / ".gardenbuild" / "Containerfile.env").read_text()
+    assert (garden / "Gardenfile.lock").read_text() == lock  # nothing machine-local went into the lock
+    assert "warning" not in err
+
+
+def test_a_base_with_another_python_is_refused_before_resolving(build, tmp_path, base_image):
+    garden = copy_garden(FIXTURES / "pip_six", tmp_path / "py312")
+    gardenfile = garden / "Gardenfile.toml"
+    gardenfile.write_text(gardenfile.read_text().replace('python = "3.11"', 'python = "3.12"'))
+    assert 'python = "3.12"' in gardenfile.read_text()
+    code, out, err = cli("build", str(garden), "--base-image", base_image)
+    assert code == 2
+    lines = err.splitlines()
+    assert re.fullmatch(rf'error: the base image {re.escape(base_image)} runs Python 3\.11\.\d+, '
+                        r'but Gardenfile\.toml asks for python = "3\.12"', lines[0]), err
+    assert lines[1].startswith('hint: set python = "3.11" in [environment], or build on a base image with Python 3.12')
+    assert len(lines) == 2 and "resolving" not in err and not (garden / "Gardenfile.lock").exists()

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from contextlib import redirect_stderr, redirect_stdout
@@ -121,7 +123,18 @@ def _containers(prefix: str) -> list[str]:
     return [name for name in out.split() if name.startswith(prefix)]
 
 
-def test_built_garden_runs_on_globus_compute_engine(built, http, tmp_path) -> None:
+@pytest.fixture
+def endpoint_tools_on_path(monkeypatch):
+    """The engine starts its interchange as `globus-compute-endpoint python-exec ...`, found
+    on PATH as on any endpoint host; here it is the console script installed beside the
+    interpreter running the tests, which a shell that never activated the venv lacks."""
+    bindir = Path(sys.executable).parent
+    if not (bindir / "globus-compute-endpoint").is_file():
+        pytest.fail(f"globus-compute-endpoint is not installed beside {sys.executable}; run scripts/setup.sh")
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def test_built_garden_runs_on_globus_compute_engine(built, http, tmp_path, endpoint_tools_on_path) -> None:
     import globus_sdk
     from globus_compute_endpoint.engines import GlobusComputeEngine
     from globus_compute_sdk import Client

@@ -22,7 +22,7 @@ from gardenbuild.errors import ResolutionError, UserError
 from gardenbuild.manifest.load import load
 from gardenbuild.plan.lockfile import Lock, dependency_changes, dumps, input_changes, loads, package_changes
 from gardenbuild.plan.graph import PLATFORM
-from gardenbuild.engine.prepare import prepare
+from gardenbuild.engine.prepare import Options, choose_base, prepare
 from gardenbuild.report import RecordingReporter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,13 +131,29 @@ def test_write_is_readable_by_everyone_and_keeps_an_existing_mode(tmp_path):
 # ---------------------------------------------------------------- comparing a lock with a garden
 
 
+REGISTRY_BASE = "registry.example/python:3.11"
+LOCKED_DIGEST = "sha256:" + "d" * 64
+
+
 @pytest.fixture
 def example(garden_copy):
-    """A copy of examples/solubility, loaded as the CLI does (the lock's base image kept), and
-    its lock with the hashes of today's templates and runtime (which change under development)."""
+    """A copy of examples/solubility whose lock pins a registry base image by digest (and
+    holds the hashes of today's templates and runtime, which change under development)."""
     root = garden_copy("solubility")
-    garden = load(root).with_base_image(lockfile.read(root).base_image)
-    lock = lockfile.read(root).with_inputs(inputs_for(garden))
+    lock = replace(lockfile.read(root), base_image=REGISTRY_BASE, base_digest=LOCKED_DIGEST)
+    garden = load(root).with_base_image(lock.base_image)
+    lock = lock.with_inputs(inputs_for(garden))
+    lockfile.write(root, lock)
+    return garden, lock
+
+
+@pytest.fixture
+def local_example(garden_copy):
+    """A copy of examples/solubility as committed: its base is a localhost/ image."""
+    root = garden_copy("solubility")
+    lock = lockfile.read(root)
+    garden = load(root).with_base_image(lock.base_image)
+    lock = lock.with_inputs(inputs_for(garden))
     lockfile.write(root, lock)
     return garden, lock
 
@@ -152,8 +168,8 @@ def test_the_examples_committed_lock_is_current(garden_copy):
         "run `gardenbuild lock examples/solubility` and commit it")
 
 
-def test_dependency_changes_name_each_difference(example):
-    garden, lock = example
+def test_dependency_changes_name_each_difference(local_example):
+    garden, lock = local_example
     changed = replace(garden, python="3.12", base_image="localhost/other:1",
                       requirements=tuple(r for r in garden.requirements if not r.startswith("rdkit")) + ("six",),
                       indexes=("https://example.org/simple",), system_packages=("libgomp1",))
@@ -208,8 +224,32 @@ def test_with_inputs_records_the_current_hashes(example):
 # ---------------------------------------------------------------- prepare(): use, check or rewrite
 
 
-def digest_of(ref: str) -> str:
-    return NEW_DIGEST
+class Storage:
+    """Stands in for the container backend as `prepare` uses it: what local storage holds.
+
+    `images` maps a name to its digest; `present` answers "is the locked digest there?"
+    (True, False, or None for storage that cannot be read)."""
+
+    def __init__(self, images: dict[str, str] | None = None, present: bool | None = True, python: str = "3.11.2"):
+        self.images = {REGISTRY_BASE: NEW_DIGEST, **(images or {})}
+        self.present, self.python = present, python
+        self.asked: list[str] = []
+
+    def image_id(self, ref: str) -> str | None:
+        return "1" * 64 if ref.split("@")[0] in self.images else None
+
+    def digest(self, ref: str) -> str:
+        self.asked.append(ref)
+        return self.images[ref.split("@")[0]]
+
+    def digest_in_storage(self, digest: str) -> bool | None:
+        return self.present
+
+    def stored_digest(self, ref: str) -> str | None:
+        return self.images.get(ref)
+
+    def inspect(self, ref: str) -> dict:
+        return {"OCIv1": {"config": {"Labels": {"io.gardenbuild.base.python": self.python}}}}
 
 
 def never_resolve(*args, **kwargs):
@@ -221,24 +261,80 @@ def no_network(monkeypatch):
     monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", never_resolve)
 
 
-def run_prepare(garden, **kwargs):
+def run_prepare(garden, storage=None, *, resolve_system=None, write=True, **options):
     reporter = RecordingReporter()
-    kwargs.setdefault("base_digest", never_resolve)
-    return prepare(garden, reporter=reporter, cache_root=None, **kwargs), reporter
+    prepared = prepare(garden, Options(**options), backend=storage or Storage(), reporter=reporter, cache_root=None,
+                       write=write, resolve_system=resolve_system or (lambda packages, base: []))
+    return prepared, reporter
 
 
 def test_an_up_to_date_lock_is_used_as_is_and_not_rewritten(example, no_network):
     garden, lock = example
     path = garden.root / "Gardenfile.lock"
     before = path.read_bytes()
+    storage = Storage()
     for locked in (False, True):
-        prepared, reporter = run_prepare(garden, locked=locked)
+        prepared, reporter = run_prepare(garden, storage, locked=locked)
         assert (prepared.relocked, prepared.written) == ([], False)
         assert reporter.events == []
+    assert storage.asked == []  # the lock's digest is used: storage is not asked for another
     assert path.read_bytes() == before
     assert prepared.lock == lock
-    assert prepared.garden.base_image == lock.pinned_base
+    assert prepared.garden.base_image == lock.pinned_base == f"{REGISTRY_BASE}@{LOCKED_DIGEST}"
     assert prepared.plan.step("resolve").params == {"locked": lock.plan_lock()}
+
+
+def test_a_local_base_is_pinned_by_its_digest_in_storage_and_never_in_the_lock(local_example, no_network):
+    garden, lock = local_example
+    assert lock.base_digest is None and lock.base_image.startswith("localhost/")
+    path = garden.root / "Gardenfile.lock"
+    before = path.read_bytes()
+    for digest in ("sha256:" + "1" * 64, "sha256:" + "2" * 64):  # the base re-made: a new digest
+        prepared, reporter = run_prepare(garden, Storage({lock.base_image: digest}))
+        assert prepared.garden.base_image == f"{lock.base_image}@{digest}"
+        assert prepared.plan.step("resolve").params["locked"]["base"] == f"{lock.base_image}@{digest}"
+        assert (prepared.written, reporter.messages("warn")) == (False, [])
+    assert path.read_bytes() == before  # trying the example does not dirty the checkout
+
+
+def test_a_lock_that_pinned_a_local_base_drops_the_pin(local_example, no_network):
+    garden, lock = local_example
+    lockfile.write(garden.root, replace(lock, base_digest=LOCKED_DIGEST))
+    prepared, _ = run_prepare(garden, Storage({lock.base_image: NEW_DIGEST}))
+    assert prepared.written and lockfile.read(garden.root).base_digest is None
+    assert "no base_digest: a localhost/ image" in (garden.root / "Gardenfile.lock").read_text()
+
+
+def test_a_base_running_another_python_is_refused_before_anything_resolves(example, no_network):
+    garden, lock = example
+    (garden.root / "Gardenfile.lock").unlink()  # a resolution would follow: it must not start
+    with pytest.raises(UserError) as info:
+        run_prepare(garden, Storage(python="3.10.14"))
+    assert info.value.message == (f"the base image {REGISTRY_BASE} runs Python 3.10.14, "
+                                  'but Gardenfile.toml asks for python = "3.11"')
+    assert info.value.hint.startswith('set python = "3.10" in [environment], or build on a base image with Python 3.11')
+    assert "gardenbuild base bootstrap --python 3.11" in info.value.hint
+
+
+def test_the_base_python_is_remembered_per_digest(example, no_network, tmp_path):
+    garden, _ = example
+    storage = Storage()
+    calls = []
+    storage.inspect = lambda ref: calls.append(ref) or Storage().inspect(ref)
+    for _ in range(2):
+        prepare(garden, Options(), backend=storage, reporter=RecordingReporter(), cache_root=tmp_path,
+                resolve_system=lambda packages, base: [])
+    assert calls == [f"{REGISTRY_BASE}@{LOCKED_DIGEST}"]
+
+
+def test_the_command_line_base_wins_then_the_gardenfile_then_the_lock_then_the_flavor(example):
+    garden, lock = example
+    assert choose_base(garden, Options(base_image="localhost/mine:1"), lock) == "localhost/mine:1"
+    assert choose_base(replace(garden, explicit_base=True, base_image="x/y:1"), Options(), lock) == "x/y:1"
+    assert choose_base(garden, Options(), lock) == REGISTRY_BASE
+    flavor_default = load(garden.root).base_image
+    assert choose_base(load(garden.root), Options(upgrade=True), lock) == flavor_default
+    assert choose_base(load(garden.root), Options(), None) == flavor_default
 
 
 def test_locked_refuses_a_notebook_edit_with_one_line(example, no_network):
@@ -279,7 +375,7 @@ def test_a_notebook_edit_without_locked_only_rewrites_the_files_hash(example, no
 
 def test_a_base_image_missing_from_storage_is_re_pinned_with_a_warning(example, no_network):
     garden, lock = example
-    prepared, reporter = run_prepare(garden, base_digest=digest_of, have_digest=lambda digest: False)
+    prepared, reporter = run_prepare(garden, Storage(present=False))
     assert reporter.messages("warn") == [
         f"base image {lock.base_image} changed: {lock.base_digest[:19]} -> {NEW_DIGEST[:19]}; lock updated"]
     assert prepared.written and prepared.lock.base_digest == NEW_DIGEST
@@ -299,8 +395,7 @@ def test_a_re_pinned_base_re_resolves_the_system_packages_against_it(example, no
         asked.append((tuple(packages), base))
         return [PinnedWheel("jq", "1.7", "jq_1.7_amd64.deb", "http://deb.example/jq_1.7_amd64.deb", "a" * 64, 1)]
 
-    prepared, _ = run_prepare(garden, base_digest=digest_of, have_digest=lambda digest: False,
-                              resolve_system=resolve_system)
+    prepared, _ = run_prepare(garden, Storage(present=False), resolve_system=resolve_system)
     new_base = f"{lock.base_image}@{NEW_DIGEST}"
     assert asked == [(("jq",), new_base)]
     assert [d.version for d in prepared.lock.debs] == ["1.7"] and prepared.lock.pinned_base == new_base
@@ -309,14 +404,14 @@ def test_a_re_pinned_base_re_resolves_the_system_packages_against_it(example, no
 def test_locked_refuses_a_base_image_missing_from_storage(example, no_network):
     garden, lock = example
     with pytest.raises(UserError) as info:
-        run_prepare(garden, locked=True, base_digest=digest_of, have_digest=lambda digest: False)
+        run_prepare(garden, Storage(present=False), locked=True)
     assert info.value.message == f"the lock pins base image {lock.pinned_base}, which is not in local storage"
     assert lockfile.read(garden.root) == lock
 
 
 def test_unknown_storage_trusts_the_lock(example, no_network):
     garden, lock = example
-    prepared, _ = run_prepare(garden, have_digest=lambda digest: None)
+    prepared, _ = run_prepare(garden, Storage(present=None))
     assert prepared.lock.base_digest == lock.base_digest and not prepared.written
 
 
@@ -344,7 +439,7 @@ def test_a_requirement_edit_re_resolves_holding_the_earlier_pins(example, monkey
     six = wheel("six", "1.17.0")
     resolver = FakeResolver(lock.packages + (six,))
     monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", resolver)
-    prepared, reporter = run_prepare(replace(garden, requirements=garden.requirements + ("six",)), base_digest=digest_of)
+    prepared, reporter = run_prepare(replace(garden, requirements=garden.requirements + ("six",)))
     assert resolver.calls == [held(lock)]
     assert prepared.relocked == ["requirement added: six"] and prepared.written
     assert reporter.messages("info") == ["re-resolving: requirement added: six", "  added six 1.17.0"]
@@ -356,7 +451,7 @@ def test_upgrade_of_one_package_frees_only_its_pin_however_it_is_spelled(example
     garden, lock = example
     resolver = FakeResolver(lock.packages)
     monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", resolver)
-    prepared, reporter = run_prepare(garden, upgrade=[spelling], base_digest=digest_of)
+    prepared, reporter = run_prepare(garden, upgrade=(spelling,))
     assert resolver.calls == [held(lock, "scikit-learn")]
     assert prepared.relocked == ["upgrade requested"]
     assert reporter.messages("warn") == []
@@ -366,14 +461,14 @@ def test_upgrade_of_everything_holds_no_pin(example, monkeypatch):
     garden, lock = example
     resolver = FakeResolver(lock.packages)
     monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", resolver)
-    run_prepare(garden, upgrade=True, base_digest=digest_of)
+    run_prepare(garden, upgrade=True)
     assert resolver.calls == [[]]
 
 
 def test_upgrade_of_a_package_nobody_names_is_warned_about(example, monkeypatch):
     garden, lock = example
     monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", FakeResolver(lock.packages))
-    _, reporter = run_prepare(garden, upgrade=["nosuchpkg", "rdkit"], base_digest=digest_of)
+    _, reporter = run_prepare(garden, upgrade=("nosuchpkg", "rdkit"))
     assert reporter.messages("warn") == ["--upgrade nosuchpkg: neither Gardenfile.lock nor the requirements name such a package"]
 
 
@@ -381,7 +476,7 @@ def test_pins_that_no_longer_fit_are_dropped_and_resolution_starts_afresh(exampl
     garden, lock = example
     resolver = FakeResolver(lock.packages, fail_with_constraints=True)
     monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", resolver)
-    _, reporter = run_prepare(replace(garden, python="3.12"), base_digest=digest_of)
+    _, reporter = run_prepare(replace(garden, python="3.12"), Storage(python="3.12.1"))
     assert resolver.calls == [held(lock), []]
     assert "earlier pins no longer fit the requirements; resolving afresh" in reporter.messages("info")
 
@@ -391,7 +486,7 @@ def test_no_lock_yet_resolves_and_writes_one(example, monkeypatch):
     (garden.root / "Gardenfile.lock").unlink()
     resolver = FakeResolver(lock.packages)
     monkeypatch.setattr(gardenbuild.engine.prepare, "resolve", resolver)
-    prepared, reporter = run_prepare(garden, base_digest=digest_of)
+    prepared, reporter = run_prepare(garden)
     assert resolver.calls == [[]]
     assert prepared.relocked == ["no lock yet"] and prepared.written
     assert reporter.messages("info") == []

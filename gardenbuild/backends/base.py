@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from gardenbuild.backends import Backend
 from gardenbuild.backends.buildah import Buildah, stream
 from gardenbuild.errors import BackendError, ToolMissingError, UserError
 from gardenbuild.manifest.flavors import pythons
@@ -309,7 +310,23 @@ def trim(rootfs: Path) -> None:
     (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
 
 
-def python_version_in(ref: str, *, buildah: Buildah) -> str:
+def python_of_image(ref: str, *, backend: Backend) -> str:
+    """The ``X.Y.Z`` of ``python3`` in image ``ref``.
+
+    Read from the image's config where it says (the label of our bootstrapped bases,
+    ``PYTHON_VERSION`` of the official python images); otherwise found by running it.
+    """
+    config = (backend.inspect(ref).get("OCIv1") or {}).get("config") or {}
+    label = (config.get("Labels") or {}).get("io.gardenbuild.base.python")
+    if label:
+        return label
+    for entry in config.get("Env") or []:
+        if entry.startswith("PYTHON_VERSION="):
+            return entry.split("=", 1)[1]
+    return python_version_in(ref, buildah=backend)
+
+
+def python_version_in(ref: str, *, buildah: Backend) -> str:
     """The ``X.Y.Z`` of ``python3`` in image ``ref``, found by running it."""
     result = buildah.run(ref, ["python3", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
     if result.returncode != 0:

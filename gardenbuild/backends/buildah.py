@@ -28,20 +28,19 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from gardenbuild.backends import RunResult, Volume
 from gardenbuild.errors import BackendError, ToolMissingError
 from gardenbuild.report import NullReporter, Reporter
 
 TAIL_LINES = 40
 BUILDAH_HINT = "apt-get install -y buildah  (Debian/Ubuntu), or see https://github.com/containers/buildah/blob/main/install.md"
 
-Volume = tuple[Path | str, str, str]
-"""A bind mount: (host path, path in the container, options such as ``"ro"``)."""
 
 
 class CommandError(BackendError):
@@ -52,20 +51,6 @@ class CommandError(BackendError):
         super().__init__(message, command, tail(log.splitlines(), tail_lines), hint)
         self.log = log
         self.returncode = returncode
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What a command run in a fresh container produced."""
-
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
 
 
 def tail(lines: Sequence[str], n: int = TAIL_LINES) -> str:
@@ -453,6 +438,17 @@ class Buildah:
         wanted = [i for i in out if any(n.startswith(tuple(prefixes)) for n in i.get("names") or [])]
         return [{"id": _bare_id(i["id"]), "names": i["names"], "size": self.size(i["id"])} for i in wanted]
 
+    # -- local storage, read without a process
+
+    def image_in_storage(self, image_id: str, name: str | None = None) -> bool | None:
+        return image_in_storage(image_id, name)
+
+    def digest_in_storage(self, digest: str) -> bool | None:
+        return digest_in_storage(digest)
+
+    def stored_digest(self, ref: str) -> str | None:
+        return stored_digest(ref)
+
     def export_layers(self, ref: str, dest: Path) -> Path:
         """Write the image as uncompressed layer tarballs named by their diff id (``dir:`` transport)."""
         self.require()
@@ -473,7 +469,10 @@ STORAGE_CONF = (Path("/etc/containers/storage.conf"), Path("/usr/share/container
 
 def _storage_images_json() -> Path:
     """Where containers/storage keeps its image list (root's storage, as buildah uses it here)."""
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
 
     graphroot, driver = "/var/lib/containers/storage", "overlay"
     override = os.environ.get("CONTAINERS_STORAGE_CONF")
@@ -516,3 +515,12 @@ def image_in_storage(image_id: str, name: str | None = None) -> bool | None:
         if image.get("id") == image_id:
             return name is None or name in image.get("names", [])
     return False
+
+
+def stored_digest(ref: str) -> str | None:
+    """The manifest digest of the image named `ref` in local storage; None if absent or unknown."""
+    images = _stored_images()
+    if images is None:
+        return None
+    wanted = {ref, f"localhost/{ref}"} if "/" not in ref.split(":")[0] else {ref}
+    return next((image.get("digest") for image in images if wanted & set(image.get("names", []))), None)

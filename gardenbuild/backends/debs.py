@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 import shlex
 import urllib.parse
-from typing import Any, Sequence
+from typing import Sequence
 
+from gardenbuild.backends import Backend
 from gardenbuild.backends.deps import PinnedWheel
 from gardenbuild.errors import ResolutionError
 from gardenbuild.report import Reporter
@@ -73,7 +74,7 @@ def parse_probe(output: str) -> list[PinnedDeb]:
     return sorted(debs)
 
 
-def resolve_debs(packages: Sequence[str], base_image: str, *, backend: Any, reporter: Reporter) -> list[PinnedDeb]:
+def resolve_debs(packages: Sequence[str], base_image: str, *, backend: Backend, reporter: Reporter) -> list[PinnedDeb]:
     """Pin the .deb files `packages` need on top of `base_image` (runs apt in a container)."""
     if not packages:
         return []

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from gardenbuild.errors import ResolutionError
 from gardenbuild.engine.store import atomic_write
+from gardenbuild.errors import ResolutionError
 from gardenbuild.report import Reporter
 
 try:

@@ -11,8 +11,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from gardenbuild.cli.common import (Handler, add_dir, add_json, emit, load_garden, plan_garden,
-                                    prepare_garden)
+from gardenbuild.cli.common import (
+    Handler,
+    add_dir,
+    add_json,
+    backend,
+    emit,
+    load_garden,
+    options,
+    plan_garden,
+    prepare_garden,
+)
 from gardenbuild.errors import BuildError, UserError
 from gardenbuild.report import Reporter
 
@@ -29,13 +38,16 @@ def command(name: str) -> Callable[[Handler], Handler]:
 
 @command("check")
 def cmd_check(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.engine.prepare import choose_base
+    from gardenbuild.plan import lockfile
+
     garden = load_garden(args)
     data = {
         "ok": True,
         "garden": garden.name,
         "python": garden.python,
         "flavor": garden.flavor.name,
-        "base_image": garden.base_image,
+        "base_image": choose_base(garden, options(args), lockfile.read(garden.root)),
         "notebook": garden.notebook,
         "pipelines": [p.name for p in garden.pipelines],
         "requirements": list(garden.requirements),
@@ -60,10 +72,10 @@ def cmd_schema(args: argparse.Namespace, reporter: Reporter) -> int:
 @command("plan")
 def cmd_plan(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.engine.builder import cached_record
-    from gardenbuild.plan.explain import explain
     from gardenbuild.engine.store import StepStore
+    from gardenbuild.plan.explain import explain
 
-    p = plan_garden(args)
+    p = plan_garden(args, reporter)
     store = StepStore()
     reasons = explain(p, store.remembered(p.garden.name, p.garden.root),
                       lambda step: cached_record(store, step) is not None)
@@ -83,7 +95,7 @@ def cmd_plan(args: argparse.Namespace, reporter: Reporter) -> int:
 def cmd_graph(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.plan.graph import to_dot, to_mermaid
 
-    p = plan_garden(args)
+    p = plan_garden(args, reporter)
     text = to_dot(p) if args.format == "dot" else to_mermaid(p)
     emit(args, {"format": args.format, "graph": text}, text)
     return 0
@@ -91,11 +103,12 @@ def cmd_graph(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("render")
 def cmd_render(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.plan.render import render_env, render_garden
+    from gardenbuild.plan.render import render
 
-    p = plan_garden(args)
-    env_file = render_env(p.garden)
-    garden_file = render_garden(p.garden, p.env_image)
+    p = plan_garden(args, reporter)  # rendered from the steps' own parameters, as a build renders them
+    env_step, garden_step = p.step("render-env"), p.step("render-garden")
+    env_file = render(env_step.params["template"], env_step.params["context"])
+    garden_file = render(garden_step.params["template"], {**garden_step.params["context"], "env_image": p.env_image})
     if args.stage == "env":
         text = env_file
     elif args.stage == "garden":
@@ -117,37 +130,36 @@ def cmd_init(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
-def _backend(reporter: Reporter):
-    from gardenbuild.backends.buildah import Buildah
-
-    return Buildah(reporter=reporter)
-
-
 @command("build")
 def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.engine import stamp
 
     started = time.monotonic()
-    root, options = _build_root_and_options(args)
+    from gardenbuild.engine.store import default_root
+
+    root, flags = _build_root_and_options(args)
+    stamp_file = stamp.stamp_path(default_root(), root)
     done, before = None, None
     if (root / "Gardenfile.toml").is_file():
-        before = stamp.fingerprint(root, options)
-        done = stamp.unchanged(root / ".gardenbuild", before)
+        before = stamp.fingerprint(root, flags)
+        done = stamp.unchanged(stamp_file, root / ".gardenbuild", before, backend(reporter))
     if done is not None:  # nothing that a build reads changed: no step would run
         data = {**done, "steps": [{**s, "cached": True, "seconds": 0.0} for s in done["steps"]]}
     else:
-        from gardenbuild.engine.builder import Builder, last_build
         from gardenbuild.catalog import record_build
+        from gardenbuild.engine.builder import Builder, last_build
+        from gardenbuild.plan.lockfile import machine_local
         from gardenbuild.engine.store import StepStore
 
-        backend = _backend(reporter)
-        prepared = prepare_garden(args, reporter, backend)
-        result = Builder(prepared.plan, store=StepStore(), backend=backend, reporter=reporter).run()
+        containers = backend(reporter)
+        prepared = prepare_garden(args, reporter, containers)
+        result = Builder(prepared.plan, store=StepStore(), backend=containers, reporter=reporter).run()
         record_build(last_build(prepared.garden.root) or {}, root=prepared.garden.root, reporter=reporter)
         data = result.as_json()
         # A build that (re)wrote Gardenfile.lock changed its own input: fingerprint again.
-        after = before if before and not prepared.written else stamp.fingerprint(prepared.garden.root, options)
-        stamp.write(prepared.garden.root / ".gardenbuild", after, data)
+        after = before if before and not prepared.written else stamp.fingerprint(prepared.garden.root, flags)
+        name, _, digest = prepared.garden.base_image.partition("@")
+        stamp.write(stamp_file, after, data, local_base=(name, digest) if machine_local(name) else None)
     data["seconds"] = round(time.monotonic() - started, 2)
     built = sum(not s["cached"] for s in data["steps"])
     emit(args, data, f"built {data['image']} in {data['seconds']} s ({built} step(s) ran, "
@@ -168,11 +180,11 @@ def _build_root_and_options(args: argparse.Namespace) -> tuple[Path, dict[str, A
 
 
 def _built(args: argparse.Namespace) -> dict[str, Any]:
-    """The last build's summary; calling a pipeline needs no Gardenfile validation."""
-    from gardenbuild.engine.builder import require_build
+    """The image the last build made; calling a pipeline needs no Gardenfile validation."""
+    from gardenbuild.engine.builder import require_image
     from gardenbuild.manifest.load import find_gardenfile
 
-    return require_build(find_gardenfile(Path(args.dir)).parent, args.dir)
+    return require_image(find_gardenfile(Path(args.dir)).parent, args.dir)
 
 
 def _read_input(args: argparse.Namespace) -> bytes:
@@ -199,7 +211,7 @@ def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
     if args.pipeline not in built["pipelines"]:
         raise UserError(f"{built['garden']} has no pipeline '{args.pipeline}'",
                         hint=f"pipelines: {', '.join(built['pipelines'])}")
-    outcome = call_pipeline(_backend(reporter), built["image"], args.pipeline, _read_input(args))
+    outcome = call_pipeline(backend(reporter), built["image"], args.pipeline, _read_input(args))
     emit(args, {"pipeline": args.pipeline, "result": outcome.result, "timings": outcome.timings},
          json.dumps(outcome.result))
     reporter.info(f"(container {outcome.timings['container_s']:.2f} s, session load {outcome.timings['load_s']:.2f} s, "
@@ -211,7 +223,7 @@ def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
 def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.engine.call import run_tests
 
-    cases = run_tests(_backend(reporter), _built(args)["image"])
+    cases = run_tests(backend(reporter), _built(args)["image"])
     for case in cases:
         mark = "PASS" if case["passed"] else "FAIL"
         line = f"{mark} {case['pipeline']}[{case['index']}]  expected {case['expected']}  got {case['actual']}"
@@ -227,14 +239,13 @@ def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
 def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.plan.lockfile import LOCKFILE
 
-    upgrade = True if args.upgrade == [] else (args.upgrade or False)
-    prepared = prepare_garden(args, reporter, _backend(reporter), upgrade=upgrade)
+    prepared = prepare_garden(args, reporter, backend(reporter))
     lock = prepared.lock
     path = prepared.garden.root / LOCKFILE
     state = "updated" if prepared.written else "up to date"
     emit(args, {"lockfile": str(path), "state": state, "packages": [f"{w.name}=={w.version}" for w in lock.packages],
-                "base": lock.pinned_base},
-         f"{path}: {state} ({len(lock.packages)} packages, base {lock.pinned_base})")
+                "base": prepared.garden.base_image},
+         f"{path}: {state} ({len(lock.packages)} packages, base {prepared.garden.base_image})")
     return 0
 
 
@@ -243,9 +254,9 @@ def cmd_verify(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.engine.store import StepStore
     from gardenbuild.engine.verify import summary, verify
 
-    backend = _backend(reporter)
-    prepared = prepare_garden(args, reporter, backend, write=False)  # verify checks the lock, it does not move it
-    checks = verify(prepared.plan, store=StepStore(), backend=backend, reporter=reporter)
+    containers = backend(reporter)
+    prepared = prepare_garden(args, reporter, containers, write=False)  # verify checks the lock, it does not move it
+    checks = verify(prepared.plan, store=StepStore(), backend=containers, reporter=reporter)
     ok = all(c.match for c in checks)
     emit(args, {"match": ok, "stages": [c.as_json() for c in checks]},
          summary(checks) + ("\nverified: a rebuild from scratch is bit-for-bit identical" if ok else ""))
@@ -263,13 +274,13 @@ def cmd_cache(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.engine.cache import prune, usage
     from gardenbuild.engine.store import StepStore
 
-    store, backend = StepStore(), _backend(reporter)
+    store, containers = StepStore(), backend(reporter)
     if args.cache_command == "prune":
-        freed = prune(store, backend, reporter, everything=args.all)
+        freed = prune(store, containers, reporter, everything=args.all)
         emit(args, freed, f"removed {freed['records']} step record(s), {freed['wheels']} wheel(s), "
                           f"{freed['images']} image(s); freed {freed['bytes'] / 1e6:.1f} MB")
         return 0
-    info = usage(store, backend)
+    info = usage(store, containers)
     emit(args, info.as_json(), info.text())
     return 0
 
@@ -278,7 +289,7 @@ def cmd_cache(args: argparse.Namespace, reporter: Reporter) -> int:
 def cmd_base(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.backends.base import bootstrap
 
-    ref = bootstrap(args.python, buildah=_backend(reporter), reporter=reporter, force=args.force)
+    ref = bootstrap(args.python, buildah=backend(reporter), reporter=reporter, force=args.force)
     emit(args, {"image": ref}, f"{ref}\nuse it with: gardenbuild build DIR --base-image {ref}")
     return 0
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gardenbuild.errors import UserError
 from gardenbuild.report import Reporter
 
 Handler = Callable[[argparse.Namespace, Reporter], Any]
@@ -28,67 +27,42 @@ def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
         print(text, end="" if text.endswith("\n") else "\n")
 
 
+def options(args: argparse.Namespace):
+    """The build options the command line gives (the base image also from GARDENBUILD_BASE_IMAGE)."""
+    from gardenbuild.engine.prepare import Options
+
+    upgrade = getattr(args, "upgrade", None)
+    return Options(base_image=getattr(args, "base_image", None) or os.environ.get("GARDENBUILD_BASE_IMAGE") or None,
+                   locked=bool(getattr(args, "locked", False)),
+                   upgrade=True if upgrade == [] else tuple(upgrade) if upgrade else False)
+
+
+def backend(reporter: Reporter):
+    from gardenbuild.backends.buildah import Buildah
+
+    return Buildah(reporter=reporter)
+
+
 def load_garden(args: argparse.Namespace):
-    from gardenbuild.plan import lockfile
     from gardenbuild.manifest.load import load
 
-    garden = load(Path(args.dir))
-    base = getattr(args, "base_image", None) or os.environ.get("GARDENBUILD_BASE_IMAGE")
-    if base:
-        return garden.with_base_image(base)
-    # Without an explicit choice, the base image the lock was made with stays (as a
-    # package pin would); the flavor's default comes back only through `lock --upgrade`.
-    lock = lockfile.read(garden.root)
-    if lock is not None and not garden.explicit_base and not getattr(args, "upgrade", None) == []:
-        return garden.with_base_image(lock.base_image)
-    return garden
+    return load(Path(args.dir))
 
 
-def plan_garden(args: argparse.Namespace):
+def plan_garden(args: argparse.Namespace, reporter: Reporter):
     """The plan, without side effects: against the lock when it still matches the garden."""
-    from dataclasses import replace
+    from gardenbuild.engine.prepare import plan_only
 
-    from gardenbuild.plan import lockfile
-    from gardenbuild.plan.digests import inputs_for
-    from gardenbuild.plan.graph import plan
-
-    garden = load_garden(args)
-    inputs = inputs_for(garden)
-    lock = lockfile.read(garden.root)
-    changes: list[str] = []
-    if lock is not None:
-        changes = lockfile.dependency_changes(lock, garden)
-        if lock.base_image == garden.base_image:
-            garden = garden.with_base_image(lock.pinned_base)
-        if not changes:
-            inputs = replace(inputs, lock=lock.plan_lock())
-    p = plan(garden, inputs)
-    p.lock_changes = changes
-    return p
+    return plan_only(load_garden(args), options(args), backend=backend(reporter))
 
 
-def _base_digest(backend):
-    def digest(ref: str) -> str:
-        if backend.image_id(ref) is None:
-            raise UserError(f"base image {ref} is not in local storage",
-                            hint=f"pull it (buildah pull {ref}), or make one with `gardenbuild base bootstrap` "
-                                 "and pass --base-image localhost/gardenbuild/python:3.11")
-        return backend.digest(ref)
-    return digest
-
-
-def prepare_garden(args: argparse.Namespace, reporter: Reporter, backend, *, upgrade=False, write=True):
-    from gardenbuild.backends.buildah import digest_in_storage
-    from gardenbuild.backends.debs import resolve_debs
+def prepare_garden(args: argparse.Namespace, reporter: Reporter, backend_, *, write: bool = True):
+    """Settle the environment, use or (re)write the lock, and plan the build."""
     from gardenbuild.engine.prepare import prepare
     from gardenbuild.engine.store import StepStore
 
-    def resolve_system(packages, base):
-        return resolve_debs(packages, base, backend=backend, reporter=reporter)
-
-    return prepare(load_garden(args), base_digest=_base_digest(backend), reporter=reporter, cache_root=StepStore().root,
-                   locked=getattr(args, "locked", False), upgrade=upgrade, have_digest=digest_in_storage, write=write,
-                   resolve_system=resolve_system)
+    return prepare(load_garden(args), options(args), backend=backend_, reporter=reporter,
+                   cache_root=StepStore().root, write=write)
 
 
 def add_dir(p: argparse.ArgumentParser) -> None:

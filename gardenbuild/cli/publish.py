@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gardenbuild.errors import UserError
 from gardenbuild.cli.common import add_dir, add_json, emit
+from gardenbuild.errors import UserError
 from gardenbuild.report import Reporter
 
 DOI_CHOICES = ("draft", "publish")
@@ -63,9 +63,9 @@ def _targets(args: argparse.Namespace, table: Any) -> tuple[str | None, bool, bo
 
 
 def cmd_publish(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.engine.builder import OUTPUT_DIR, require_build
     from gardenbuild.backends.buildah import Buildah
     from gardenbuild.catalog import Catalog
+    from gardenbuild.engine.builder import OUTPUT_DIR, require_build
     from gardenbuild.manifest.load import load
     from gardenbuild.publish import publish
 

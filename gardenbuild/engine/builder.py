@@ -4,32 +4,53 @@ A step whose key is already in the store (and whose image still exists) is skipp
 otherwise its handler runs and its record is written atomically at the end. Images are
 built under temporary names by the backend and tagged only on success, so a failed or
 interrupted build tags nothing.
+
+A handler is a function of its step and a `Context`: it reads its own parameters, the
+files its step names as inputs (checking their digests as it reads them) and the records
+of its parents, never the garden itself, so a step's key covers everything it reads.
+It returns a record; the executor refuses a record holding a file or image the step
+does not declare, and writes the declared files into the output folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from gardenbuild import __version__
-from gardenbuild.backends.buildah import image_in_storage
+from gardenbuild.backends import Backend
+from gardenbuild.backends.debs import PinnedDeb
+from gardenbuild.backends.deps import PinnedWheel, WheelStore, find_uv, lock_text
 from gardenbuild.engine.call import run_tests
-from gardenbuild.backends.debs import PinnedDeb, resolve_debs
-from gardenbuild.backends.deps import PinnedWheel, Target, WheelStore, find_uv, lock_text, resolve
-from gardenbuild.plan.digests import runtime_files
+from gardenbuild.engine.store import StepStore
+from gardenbuild.errors import (
+    BackendError,
+    BuildError,
+    GardenError,
+    NotebookError,
+    UserError,
+)
+from gardenbuild.plan.digests import runtime_files, tree_sha256
 from gardenbuild.plan.explain import snapshot
-from gardenbuild.errors import BackendError, BuildError, NotebookError, UserError
-from gardenbuild.plan.graph import PLATFORM, Plan, Step
-from gardenbuild.plan.render import DEBS, UV, WHEELHOUSE, pipelines_config, render_env, render_garden
+from gardenbuild.plan.graph import (
+    BUILD_FILES,
+    Plan,
+    PlanError,
+    Step,
+    env_image_name,
+    garden_image_name,
+)
+from gardenbuild.plan.render import DEBS, UV, WHEELHOUSE, render
 from gardenbuild.report import Reporter
 from gardenbuild.runtime.protocol import parse_markers
-from gardenbuild.engine.store import StepStore
 
 OUTPUT_DIR = ".gardenbuild"
+Record = dict[str, Any]
 
 
 @dataclass
@@ -65,6 +86,29 @@ class BuildResult:
         }
 
 
+class StepFailed(GardenError):
+    """A step failed but has declared outputs worth keeping (a test report): the executor
+    writes `files`, records nothing, and raises `error`."""
+
+    def __init__(self, error: GardenError, files: Mapping[str, str]) -> None:
+        super().__init__(error.message, error.hint)
+        self.error = error
+        self.files = dict(files)
+
+
+@dataclass
+class Context:
+    """What a handler may use besides its step: its parents' records and the services."""
+
+    parents: Mapping[str, Record]
+    root: Path  # where the step's input files are read from (the step hashes their content)
+    store: StepStore
+    wheels: WheelStore
+    backend: Backend
+    reporter: Reporter
+    fresh: bool = False  # rebuild images with no layer cache and leave them untagged (verify)
+
+
 # Hints for executor errors that carry none of their own.
 _HINTS = {
     "pipeline": "mark each pipeline's function in the notebook: `from gardenbuild import garden_pipeline`, "
@@ -88,219 +132,295 @@ def notebook_error(log: str, notebook: str) -> NotebookError | None:
     return NotebookError("\n".join(messages), hint=" ".join(h for h in hints if h) or None)
 
 
-def cached_record(store: StepStore, step: Step, backend: Any = None) -> dict[str, Any] | None:
+def cached_record(store: StepStore, step: Step, backend: Backend | None = None) -> Record | None:
     """The store's record of `step` while it is still good: an image it made is still there.
 
-    Local storage is read directly (no buildah process); where it cannot be read, `backend`
-    is asked, and without one the record is trusted (`plan` only reports).
+    Local storage is read without a process; where it cannot be read, `backend` is
+    asked, and without one the record is trusted (`plan` only reports).
     """
     record = store.get(step.key)
     if record is None or not record.get("image"):
         return record
-    present = image_in_storage(record["image_id"], record["image"])
+    present = None if backend is None else backend.image_in_storage(record["image_id"], record["image"])
     if present is None and backend is not None:
         present = backend.image_id(record["image"]) == record["image_id"]
     return None if present is False else record  # False: removed or retagged since
 
 
+def check_outputs(step: Step, record: Record, *, failed: bool = False) -> None:
+    """Refuse a record that writes what `step` does not declare (or, on success, lacks a declared file)."""
+    files = set(record.get("files", {}))
+    undeclared = sorted(files - set(step.files))
+    if record.get("image") and not any(o.startswith("image:") for o in step.outputs):
+        undeclared.append(f"image {record['image']}")
+    if undeclared:
+        raise PlanError(f"step '{step.id}' wrote {', '.join(undeclared)}, which it does not declare as output")
+    missing = sorted(set(step.files) - files)
+    if missing and not failed:
+        raise PlanError(f"step '{step.id}' did not write its declared output {', '.join(missing)}")
+
+
+# -- handlers ------------------------------------------------------------------------------
+
+def _wheels(record: Record) -> list[PinnedWheel]:
+    return [PinnedWheel(**w) for w in record["wheels"]]
+
+
+def _debs(record: Record) -> list[PinnedDeb]:
+    return [PinnedDeb(**d) for d in record.get("debs", [])]
+
+
+def resolve_step(step: Step, ctx: Context) -> Record:
+    """Pins from the lock, as files the env build installs from."""
+    if "locked" not in step.params:
+        raise PlanError("this plan was made without Gardenfile.lock; a build must be prepared first")
+    locked = step.params["locked"]
+    wheels = [PinnedWheel(**w) for w in locked["wheels"]]
+    debs = [PinnedDeb(**d) for d in locked.get("debs", [])]
+    files = {"requirements.lock": lock_text(wheels)}
+    if "system-packages.lock" in step.files:
+        files["system-packages.lock"] = "".join(f"{d.name}={d.version} sha256:{d.sha256}\n" for d in debs)
+    return {"wheels": [asdict(w) for w in wheels], "debs": [asdict(d) for d in debs], "files": files}
+
+
+def fetch_step(step: Step, ctx: Context) -> Record:
+    resolved = ctx.parents["resolve"]
+    ctx.wheels.fetch(_wheels(resolved) + _debs(resolved), ctx.reporter)
+    return {"count": len(resolved["wheels"]) + len(resolved.get("debs", []))}
+
+
+def render_env_step(step: Step, ctx: Context) -> Record:
+    return {"files": {"Containerfile.env": render(step.params["template"], step.params["context"])}}
+
+
+def render_garden_step(step: Step, ctx: Context) -> Record:
+    context = {**step.params["context"], "env_image": ctx.parents["build-env"]["image"]}
+    return {"files": {"Containerfile": render(step.params["template"], context),
+                      "pipelines.json": step.params["pipelines"]}}
+
+
+def build_env_step(step: Step, ctx: Context) -> Record:
+    resolved = ctx.parents["resolve"]
+    wheels, debs = _wheels(resolved), _debs(resolved)
+    ctx.wheels.fetch(wheels + debs, ctx.reporter)  # a pruned cache refills here
+    image = env_image_name(step)
+    context = ctx.store.scratch()
+    try:
+        for name, text in resolved["files"].items():
+            (context / name).write_text(text)
+        containerfile = context / "Containerfile"
+        containerfile.write_text(ctx.parents["render-env"]["files"]["Containerfile.env"])
+        house = ctx.wheels.wheelhouse(wheels, context / "wheels")
+        debs_dir = ctx.wheels.wheelhouse(debs, context / "debs")
+        image_id = ctx.backend.bud(
+            containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh,
+            volumes=[(house, WHEELHOUSE, "ro"), (debs_dir, DEBS, "ro"), (Path(find_uv()), UV, "ro")],
+        )
+    finally:
+        ctx.store.discard(context)
+    return {"image": image, "image_id": image_id}
+
+
+def _copy_checked(src: Path, dest: Path, sha256: str, shown: str) -> None:
+    """Copy `src` to `dest`, refusing it unless its content is the one the step's key hashed."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with src.open("rb") as fin, dest.open("wb") as fout:
+        while chunk := fin.read(1 << 20):
+            digest.update(chunk)
+            fout.write(chunk)
+    if digest.hexdigest() != sha256:
+        raise UserError(f"{shown} changed while the garden was building", hint="build again once it stops changing")
+
+
+def execute_step(step: Step, ctx: Context) -> Record:
+    inputs = dict(step.inputs)
+    notebook = step.params["notebook"]
+    image = garden_image_name(step)
+    context = ctx.store.scratch()
+    log: list[str] = []
+    try:
+        for rel in step.params["files"]:
+            _copy_checked(ctx.root / rel, context / "garden" / "src" / rel, inputs[rel], rel)
+        runtime = runtime_files()
+        if tree_sha256(runtime) != inputs["runtime"]:
+            raise UserError("gardenbuild's runtime changed while the garden was building", hint="build again")
+        for rel, path in runtime:
+            dest = context / "runtime" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+        rendered = ctx.parents["render-garden"]["files"]
+        (context / "garden" / "pipelines.json").write_text(rendered["pipelines.json"])
+        containerfile = context / "Containerfile"
+        containerfile.write_text(rendered["Containerfile"])
+        try:
+            image_id = ctx.backend.bud(containerfile, context, tag=None if ctx.fresh else image,
+                                       no_cache=ctx.fresh, on_line=log.append)
+        except BackendError as exc:
+            error = notebook_error(getattr(exc, "log", exc.log_tail), notebook)
+            if error is not None:
+                raise error from None
+            raise
+    finally:
+        ctx.store.discard(context)
+    results, _ = parse_markers("\n".join(log))
+    metadata = next((r["metadata_json"] for r in reversed(results) if "metadata_json" in r), None)
+    if metadata is None:  # a build served from buildah's layer cache printed nothing
+        metadata = ctx.backend.run(image_id, ["cat", "/garden/metadata.json"]).stdout.decode()
+    digest = ctx.backend.digest(image_id)
+    pipelines = [p["name"] for p in json.loads(rendered["pipelines.json"])["pipelines"]]
+    # image.json names the image as soon as it exists, so `run` can reach it even when a
+    # pipeline test fails; build.json (emit-artifacts) is the summary of a whole build.
+    built = {"garden": step.params["garden"], "image": image, "image_id": image_id, "digest": digest,
+             "pipelines": pipelines}
+    return {"image": image, "image_id": image_id, "digest": digest,
+            "files": {"metadata.json": metadata, "image.json": json.dumps(built, indent=2, sort_keys=True) + "\n"}}
+
+
+def test_step(step: Step, ctx: Context) -> Record:
+    if not step.params["cases"]:
+        report = {"cases": []}
+        return {"cases": [], "files": {"test-report.json": json.dumps(report, indent=2) + "\n"}}
+    cases = run_tests(ctx.backend, ctx.parents["execute-notebook"]["image"])
+    for case in cases:
+        mark = "pass" if case["passed"] else "FAIL"
+        ctx.reporter.info(f"   {mark} {case['pipeline']}[{case['index']}]: expected {case['expected']}, got {case['actual']}"
+                          + (f" ({case['message']})" if case.get("message") and not case["passed"] else ""))
+    report = json.dumps({"cases": cases}, indent=2, sort_keys=True) + "\n"
+    failed = [c for c in cases if not c["passed"]]
+    if failed:
+        names = ", ".join(f"{c['pipeline']}[{c['index']}]" for c in failed)
+        error = BuildError(f"{len(failed)} of {len(cases)} pipeline test(s) failed: {names}",
+                           hint=f"fix the pipeline or the test's expected values in Gardenfile.toml, then build again; "
+                                f"details in {ctx.root / OUTPUT_DIR / 'test-report.json'}; the image is built, "
+                                f"so `gardenbuild run` can try the pipeline meanwhile")
+        raise StepFailed(error, {"test-report.json": report})
+    return {"cases": cases, "files": {"test-report.json": report}}
+
+
+def emit_step(step: Step, ctx: Context) -> Record:
+    executed = ctx.parents["execute-notebook"]
+    summary = {
+        **step.params["summary"],
+        "env_image": ctx.parents["build-env"]["image"],
+        "image": executed["image"],
+        "image_id": executed["image_id"],
+        "digest": executed["digest"],
+        "steps": {**{p: r["key"] for p, r in ctx.parents.items()}, step.id: step.key},
+        "complete": True,
+    }
+    return {"files": {"build.json": json.dumps(summary, indent=2, sort_keys=True) + "\n"}}
+
+
+HANDLERS: dict[str, Callable[[Step, Context], Record]] = {
+    "resolve": resolve_step,
+    "fetch": fetch_step,
+    "render-env": render_env_step,
+    "build-env": build_env_step,
+    "render-garden": render_garden_step,
+    "execute-notebook": execute_step,
+    "test": test_step,
+    "emit-artifacts": emit_step,
+}
+
+
+# -- the executor --------------------------------------------------------------------------
+
 class Builder:
     """Runs the steps of a plan in order; one instance per build."""
 
-    def __init__(self, plan: Plan, *, store: StepStore, backend: Any, reporter: Reporter, out_dir: Path | None = None,
-                 fresh: bool = False) -> None:
+    def __init__(self, plan: Plan, *, store: StepStore, backend: Backend, reporter: Reporter,
+                 out_dir: Path | None = None, fresh: bool = False,
+                 handlers: Mapping[str, Callable[[Step, Context], Record]] | None = None) -> None:
         """`fresh` rebuilds images without any layer cache and leaves them untagged (for verify)."""
-        self.fresh = fresh
         self.plan = plan
         self.garden = plan.garden
         self.store = store
         self.backend = backend
         self.reporter = reporter
+        self.fresh = fresh
+        self.handlers = dict(handlers or HANDLERS)
         self.wheels = WheelStore(store.root)
         self.out = out_dir or (self.garden.root / OUTPUT_DIR)
-        self.records: dict[str, dict[str, Any]] = {}
-        self.handlers: dict[str, Callable[[Step], dict[str, Any]]] = {
-            "resolve": self._resolve,
-            "fetch": self._fetch,
-            "render-env": self._render_env,
-            "build-env": self._build_env,
-            "render-garden": self._render_garden,
-            "execute-notebook": self._execute,
-            "test": self._test,
-            "emit-artifacts": self._emit,
-        }
+        self.records: dict[str, Record] = {}
 
-    # -- driver ------------------------------------------------------------------------
+    def context(self, step: Step) -> Context:
+        return Context({p: self.records[p] for p in step.parents}, self.garden.root, self.store, self.wheels,
+                       self.backend, self.reporter, self.fresh)
+
+    def execute(self, step: Step) -> Record:
+        """Run `step`'s handler (no cache), check what it wrote, and return its record."""
+        try:
+            record = self.handlers[step.id](step, self.context(step))
+        except StepFailed as failure:
+            check_outputs(step, {"files": failure.files}, failed=True)
+            self._write_files(failure.files)
+            raise failure.error from None
+        check_outputs(step, record)
+        return {**record, "key": step.key}
 
     def run(self) -> BuildResult:
         self.out.mkdir(parents=True, exist_ok=True)
-        result = BuildResult(self.garden.name, self.plan.image, "", self.plan.env_image, self.out)
         memory = self.store.remembered(self.garden.name, self.garden.root)
         with self.store.lock(f"garden-{self.garden.name}"):
+            result = BuildResult(self.garden.name, self.plan.image, "", self.plan.env_image, self.out)
             for step in self.plan.steps():
                 started = time.monotonic()
                 record = cached_record(self.store, step, self.backend)
                 cached = record is not None
                 if record is None:
                     self.reporter.step(step.description)
-                    record = self.handlers[step.id](step)
+                    record = self.execute(step)
                     self.store.put(step.key, step.kind, record)
                 self.records[step.id] = record
-                self._write_outputs(step, record)
+                self._write_files(record.get("files", {}))
                 if memory.get(step.id, {}).get("key") != step.key:
                     memory[step.id] = snapshot(step)
                     self.store.remember(self.garden.name, self.garden.root, memory)
                 result.steps.append(StepResult(step.id, step.kind, step.key, cached, round(time.monotonic() - started, 3)))
-        result.image_id = self.records["execute-notebook"]["image_id"]
-        result.digest = self.records["execute-notebook"]["digest"]
-        result.tests = self.records["test"]["cases"]
+            self._remove_stale_files()
+        executed = self.records["execute-notebook"]
+        result.image_id, result.digest = executed["image_id"], executed["digest"]
+        result.tests = self.records["test"].get("cases", [])
         return result
 
-    def _write_outputs(self, step: Step, record: dict[str, Any]) -> None:
+    def _write_files(self, files: Mapping[str, str]) -> None:
         """Files of a step that users read live in the output folder, rewritten from the record."""
-        for name, text in record.get("files", {}).items():
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
             path = self.out / name
             if not path.exists() or path.read_text() != text:
                 path.write_text(text)
 
-    # -- steps -------------------------------------------------------------------------
-
-    def _resolve(self, step: Step) -> dict[str, Any]:
-        if "locked" in step.params:
-            wheels = [PinnedWheel(**w) for w in step.params["locked"]["wheels"]]
-            debs = [PinnedDeb(**d) for d in step.params["locked"].get("debs", [])]
-        else:
-            wheels = resolve(self.garden.requirements, Target(self.garden.python, PLATFORM),
-                             indexes=self.garden.indexes, reporter=self.reporter, cache_root=self.store.root)
-            debs = resolve_debs(self.garden.system_packages, self.garden.base_image, backend=self.backend,
-                                reporter=self.reporter)
-        files = {"requirements.lock": lock_text(wheels)}
-        if self.garden.system_packages:
-            files["system-packages.lock"] = "".join(f"{d.name}={d.version} sha256:{d.sha256}\n" for d in debs)
-        return {"wheels": [asdict(w) for w in wheels], "debs": [asdict(d) for d in debs], "files": files}
-
-    def _wheel_list(self) -> list[PinnedWheel]:
-        return [PinnedWheel(**w) for w in self.records["resolve"]["wheels"]]
-
-    def _deb_list(self) -> list[PinnedDeb]:
-        return [PinnedDeb(**d) for d in self.records["resolve"].get("debs", [])]
-
-    def _fetch(self, step: Step) -> dict[str, Any]:
-        self.wheels.fetch(self._wheel_list() + self._deb_list(), self.reporter)
-        return {"count": len(self._wheel_list()) + len(self._deb_list())}
-
-    def _render_env(self, step: Step) -> dict[str, Any]:
-        return {"files": {"Containerfile.env": render_env(self.garden)}}
-
-    def _render_garden(self, step: Step) -> dict[str, Any]:
-        return {"files": {"Containerfile": render_garden(self.garden, self.plan.env_image),
-                          "pipelines.json": pipelines_config(self.garden)}}
-
-    def _build_env(self, step: Step) -> dict[str, Any]:
-        wheels, debs = self._wheel_list(), self._deb_list()
-        self.wheels.fetch(wheels + debs, self.reporter)  # a pruned cache refills here
-        context = self.store.scratch()
-        try:
-            for name, text in self.records["resolve"]["files"].items():
-                (context / name).write_text(text)
-            containerfile = context / "Containerfile"
-            containerfile.write_text(self.records["render-env"]["files"]["Containerfile.env"])
-            house = self.wheels.wheelhouse(wheels, context / "wheels")
-            debs_dir = self.wheels.wheelhouse(debs, context / "debs")
-            image_id = self.backend.bud(
-                containerfile, context, tag=None if self.fresh else self.plan.env_image, no_cache=self.fresh,
-                volumes=[(house, WHEELHOUSE, "ro"), (debs_dir, DEBS, "ro"), (Path(find_uv()), UV, "ro")],
-            )
-        finally:
-            self.store.discard(context)
-        return {"image": self.plan.env_image, "image_id": image_id}
-
-    def _execute(self, step: Step) -> dict[str, Any]:
-        context = self.store.scratch()
-        log: list[str] = []
-        try:
-            for rel in self.garden.files:
-                dest = context / "garden" / "src" / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self.garden.root / rel, dest)
-            for rel, path in runtime_files():
-                dest = context / "runtime" / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, dest)
-            files = self.records["render-garden"]["files"]
-            (context / "garden" / "pipelines.json").write_text(files["pipelines.json"])
-            containerfile = context / "Containerfile"
-            containerfile.write_text(files["Containerfile"])
-            try:
-                image_id = self.backend.bud(containerfile, context, tag=None if self.fresh else self.plan.image,
-                                            no_cache=self.fresh, on_line=log.append)
-            except BackendError as exc:
-                error = notebook_error(getattr(exc, "log", exc.log_tail), self.garden.notebook)
-                if error is not None:
-                    raise error from None
-                raise
-        finally:
-            self.store.discard(context)
-        results, _ = parse_markers("\n".join(log))
-        metadata = next((r["metadata_json"] for r in reversed(results) if "metadata_json" in r), None)
-        if metadata is None:  # a build served from buildah's layer cache printed nothing
-            metadata = self.backend.run(image_id, ["cat", "/garden/metadata.json"]).stdout.decode()
-        digest = self.backend.digest(image_id)
-        # build.json names the image as soon as it exists, so `run` can reach it even when
-        # a pipeline test fails; emit-artifacts rewrites it with the whole summary.
-        partial = {"garden": self.garden.name, "image": self.plan.image, "image_id": image_id, "digest": digest,
-                   "pipelines": [p.name for p in self.garden.pipelines], "complete": False}
-        return {"image": self.plan.image, "image_id": image_id, "digest": digest,
-                "files": {"metadata.json": metadata, "build.json": json.dumps(partial, indent=2, sort_keys=True) + "\n"}}
-
-    def _test(self, step: Step) -> dict[str, Any]:
-        if not any(p.tests for p in self.garden.pipelines):
-            return {"cases": []}
-        cases = run_tests(self.backend, self.plan.image)
-        for case in cases:
-            mark = "pass" if case["passed"] else "FAIL"
-            self.reporter.info(f"   {mark} {case['pipeline']}[{case['index']}]: expected {case['expected']}, got {case['actual']}"
-                               + (f" ({case['message']})" if case.get("message") and not case["passed"] else ""))
-        failed = [c for c in cases if not c["passed"]]
-        report = json.dumps({"cases": cases}, indent=2, sort_keys=True) + "\n"
-        if failed:
-            (self.out / "test-report.json").write_text(report)
-            names = ", ".join(f"{c['pipeline']}[{c['index']}]" for c in failed)
-            raise BuildError(f"{len(failed)} of {len(cases)} pipeline test(s) failed: {names}",
-                             hint=f"fix the pipeline or the test's expected values in {self.garden.gardenfile.name}, "
-                                  f"then build again; details in {self.out / 'test-report.json'}; "
-                                  f"the image is built, so `gardenbuild run` can try the pipeline meanwhile")
-        return {"cases": cases, "files": {"test-report.json": report}}
-
-    def _emit(self, step: Step) -> dict[str, Any]:
-        summary = {
-            "gardenbuild": __version__,
-            "garden": self.garden.name,
-            "version": self.garden.meta.version,
-            "python": self.garden.python,
-            "flavor": self.garden.flavor.name,
-            "base_image": self.garden.base_image,
-            "env_image": self.plan.env_image,
-            "image": self.plan.image,
-            "image_id": self.records["execute-notebook"]["image_id"],
-            "digest": self.records["execute-notebook"]["digest"],
-            "pipelines": [p.name for p in self.garden.pipelines],
-            "steps": {s.id: s.key for s in self.plan.steps()},
-            "complete": True,
-        }
-        return {"files": {"build.json": json.dumps(summary, indent=2, sort_keys=True) + "\n"}}
+    def _remove_stale_files(self) -> None:
+        """Build outputs an earlier plan declared and this one does not (say, a system-packages.lock)."""
+        for name in set(BUILD_FILES) - self.plan.files():
+            (self.out / name).unlink(missing_ok=True)
 
 
-def last_build(root: Path) -> dict[str, Any] | None:
-    path = root / OUTPUT_DIR / "build.json"
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
 
+def last_build(root: Path) -> dict[str, Any] | None:
+    """The summary of the last complete build of the garden in `root`."""
+    return _read_json(root / OUTPUT_DIR / "build.json")
+
+
 def require_build(root: Path, shown_as: str) -> dict[str, Any]:
-    """The last build's summary of the garden in `root`; a clear error if there is none."""
+    """The last complete build's summary of the garden in `root`; a clear error if there is none."""
     summary = last_build(root)
     if summary is None:
         raise UserError(f"{root} has not been built yet", hint=f"run: gardenbuild build {shown_as}")
     return summary
+
+
+def require_image(root: Path, shown_as: str) -> dict[str, Any]:
+    """The image the last build made (even if its tests then failed); a clear error if none."""
+    built = _read_json(root / OUTPUT_DIR / "image.json")
+    if built is None:
+        raise UserError(f"{root} has not been built yet", hint=f"run: gardenbuild build {shown_as}")
+    return built

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gardenbuild.backends import Backend
 from gardenbuild.backends.deps import WheelStore
+from gardenbuild.engine.store import TMP_GLOB, StepStore
 from gardenbuild.errors import GardenError
 from gardenbuild.report import Reporter
-from gardenbuild.engine.store import TMP_GLOB, StepStore
 
 OWN_IMAGES = ("localhost/gardenbuild/env:", "localhost/gardens/")
 #: Scratch left this long is a killed build's, never a running one's (a build's context lives minutes).
@@ -61,11 +62,11 @@ class Usage:
         return "\n".join(lines)
 
 
-def own_images(backend: Any) -> list[dict[str, Any]]:
+def own_images(backend: Backend) -> list[dict[str, Any]]:
     return backend.images(OWN_IMAGES)
 
 
-def usage(store: StepStore, backend: Any) -> Usage:
+def usage(store: StepStore, backend: Backend) -> Usage:
     kinds: dict[str, int] = {}
     for entry in store.entries():
         kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
@@ -87,7 +88,7 @@ def _kept_keys(store: StepStore) -> set[str]:
     return keys
 
 
-def prune(store: StepStore, backend: Any, reporter: Reporter, *, everything: bool = False) -> dict[str, int]:
+def prune(store: StepStore, backend: Backend, reporter: Reporter, *, everything: bool = False) -> dict[str, int]:
     """Remove what no garden's last build uses (or everything); return counts and bytes freed."""
     kept = set() if everything else _kept_keys(store)
     freed = {"records": 0, "wheels": 0, "images": 0, "bytes": 0}

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gardenbuild.backends import Backend
 from gardenbuild.errors import BuildError, GardenError, UserError
 from gardenbuild.runtime.protocol import parse_markers
 
@@ -29,7 +30,7 @@ def _parse(run: Any) -> tuple[list[Any], list[dict[str, Any]], str]:
     return results, errors, stderr
 
 
-def call_pipeline(backend: Any, image: str, pipeline: str, payload: bytes) -> Outcome:
+def call_pipeline(backend: Backend, image: str, pipeline: str, payload: bytes) -> Outcome:
     started = time.monotonic()
     run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", pipeline], stdin=payload)
     total = time.monotonic() - started
@@ -57,7 +58,7 @@ def _call_error(pipeline: str, err: dict[str, Any]) -> GardenError:
                          hint="the traceback above is the pipeline's own, from the notebook's cells")
 
 
-def run_tests(backend: Any, image: str) -> list[dict[str, Any]]:
+def run_tests(backend: Backend, image: str) -> list[dict[str, Any]]:
     run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", "--test"])
     results, errors, stderr = _parse(run)
     if errors or not results:

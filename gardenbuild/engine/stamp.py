@@ -18,7 +18,6 @@ from typing import Any, Mapping
 
 from gardenbuild import __version__
 
-STAMP = "stamp.json"
 _SKIP_DIRS = {".gardenbuild", ".git", ".ipynb_checkpoints", "__pycache__"}
 
 
@@ -47,24 +46,39 @@ def fingerprint(root: Path, options: Mapping[str, Any]) -> str:
     return h.hexdigest()
 
 
-def unchanged(out_dir: Path, print_: str) -> dict[str, Any] | None:
-    """The stamped build summary if `print_` matches the stamp and the image still exists."""
-    from gardenbuild.backends.buildah import image_in_storage
+def stamp_path(cache_root: Path, garden_root: Path) -> Path:
+    """Where the stamp of the garden in `garden_root` lives: in the cache, not the garden's
+    output folder (which holds only the build steps' declared outputs)."""
+    tag = hashlib.sha256(str(Path(garden_root).resolve()).encode()).hexdigest()[:16]
+    return Path(cache_root) / "stamps" / f"{tag}.json"
 
+
+def unchanged(path: Path, out_dir: Path, print_: str, storage: Any) -> dict[str, Any] | None:
+    """The stamped build summary if `print_` matches the stamp at `path`, the last build's
+    summary is in `out_dir` and its image is still in local storage (asked of `storage`,
+    a `Backend`)."""
     try:
-        stamp = json.loads((out_dir / STAMP).read_text())
+        stamp = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     if stamp.get("fingerprint") != print_ or not (out_dir / "build.json").is_file():
         return None
     result = stamp.get("result", {})
-    if image_in_storage(result.get("image_id", ""), result.get("image")) is not True:
+    if storage.image_in_storage(result.get("image_id", ""), result.get("image")) is not True:
+        return None
+    base = stamp.get("local_base")
+    if base and storage.stored_digest(base["image"]) != base["digest"]:  # re-made since: the env must follow
         return None
     return result
 
 
-def write(out_dir: Path, print_: str, result: Mapping[str, Any]) -> None:
+def write(path: Path, print_: str, result: Mapping[str, Any], local_base: tuple[str, str] | None = None) -> None:
+    """Stamp a successful build; `local_base` is (name, digest) of a machine-local base
+    image, which no file of the garden pins, so the stamp holds only while storage still
+    has that digest under that name."""
     from gardenbuild.engine.store import atomic_write
 
-    atomic_write(out_dir / STAMP, json.dumps({"fingerprint": print_, "result": dict(result)}, indent=1,
-                                             sort_keys=True).encode())
+    data: dict[str, Any] = {"fingerprint": print_, "result": dict(result)}
+    if local_base:
+        data["local_base"] = {"image": local_base[0], "digest": local_base[1]}
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())

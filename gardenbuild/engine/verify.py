@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gardenbuild.backends import Backend
 from gardenbuild.engine.builder import Builder
+from gardenbuild.engine.store import StepStore
 from gardenbuild.plan.graph import Plan
 from gardenbuild.report import Reporter
-from gardenbuild.engine.store import StepStore
 
 MAX_FILES = 10
 
@@ -88,7 +89,7 @@ def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return out
 
 
-def explain_mismatch(backend: Any, original: str, rebuilt: str, check: StageCheck) -> None:
+def explain_mismatch(backend: Backend, original: str, rebuilt: str, check: StageCheck) -> None:
     inspect_a, inspect_b = backend.inspect(original), backend.inspect(rebuilt)
     ids_a, created = _layers(inspect_a)
     ids_b, _ = _layers(inspect_b)
@@ -109,7 +110,7 @@ def explain_mismatch(backend: Any, original: str, rebuilt: str, check: StageChec
         check.files = file_differences(_members(layer_a), _members(layer_b))
 
 
-def verify(plan: Plan, *, store: StepStore, backend: Any, reporter: Reporter) -> list[StageCheck]:
+def verify(plan: Plan, *, store: StepStore, backend: Backend, reporter: Reporter) -> list[StageCheck]:
     """Build (or reuse) the garden, rebuild both images from scratch, compare."""
     original = Builder(plan, store=store, backend=backend, reporter=reporter).run()
     originals = {"build-env": backend.image_id(plan.env_image), "execute-notebook": original.image_id}
@@ -118,7 +119,7 @@ def verify(plan: Plan, *, store: StepStore, backend: Any, reporter: Reporter) ->
     checks = []
     for stage, step_id in (("env", "build-env"), ("garden", "execute-notebook")):
         reporter.step(f"rebuilding the {stage} image from scratch (no layer cache)")
-        rebuilt = fresh.handlers[step_id](plan.step(step_id))["image_id"]
+        rebuilt = fresh.execute(plan.step(step_id))["image_id"]
         check = StageCheck(stage, originals[step_id], rebuilt, backend.digest(originals[step_id]))
         checks.append(check)
         if check.match:

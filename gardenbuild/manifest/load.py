@@ -17,10 +17,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from gardenbuild.manifest import flavors as flavor_table
 from gardenbuild.errors import ConfigError, Problem, UserError
+from gardenbuild.manifest import flavors as flavor_table
 from gardenbuild.manifest.flavors import Flavor
-from gardenbuild.manifest.garden import GLOBUS_REQUIREMENTS, RUNTIME_REQUIREMENTS, Garden, PipelineSpec, TestSpec
+from gardenbuild.manifest.garden import (
+    GLOBUS_REQUIREMENTS,
+    RUNTIME_REQUIREMENTS,
+    Garden,
+    PipelineSpec,
+    TestSpec,
+)
 from gardenbuild.manifest.notebook import analyse
 from gardenbuild.manifest.spec import PEP508_EXAMPLE, Gardenfile
 from gardenbuild.manifest.tomlpos import dotted, key_lines, line_of

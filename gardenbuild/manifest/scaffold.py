@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gardenbuild.manifest import flavors
 from gardenbuild.errors import UserError
+from gardenbuild.manifest import flavors
 from gardenbuild.manifest.load import GARDENFILE
 from gardenbuild.manifest.notebook import analyse
 from gardenbuild.plan.render import environment

@@ -93,7 +93,10 @@ class GardenMeta(Strict):
     @field_validator("license")
     @classmethod
     def _spdx(cls, value: str) -> str:
-        from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
+        from packaging.licenses import (
+            InvalidLicenseExpression,
+            canonicalize_license_expression,
+        )
 
         try:
             return str(canonicalize_license_expression(value))

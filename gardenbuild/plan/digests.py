@@ -34,11 +34,23 @@ def tree_sha256(entries: list[tuple[str, Path]]) -> str:
     return h.hexdigest()
 
 
+def uv_identity() -> str:
+    """Which uv installs the wheels in the image: the `uv` package's version (its binary is
+    the one `gardenbuild.backends.deps.find_uv` takes first). Read from metadata, no process."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"uv {version('uv')}"
+    except PackageNotFoundError:
+        return "uv (from PATH)"
+
+
 def inputs_for(garden: Garden, lock: dict | None = None) -> Inputs:
     templates = data_dir("templates")
     return Inputs(
         files={rel: file_sha256(garden.root / rel) for rel in garden.files},
         templates={name: file_sha256(templates / name) for name in (ENV_TEMPLATE, GARDEN_TEMPLATE)},
         runtime=tree_sha256(runtime_files()),
+        uv=uv_identity(),
         lock=lock,
     )

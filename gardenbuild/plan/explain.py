@@ -10,8 +10,8 @@ import json
 from typing import Any, Callable, Mapping
 
 from gardenbuild.backends.deps import PinnedWheel
-from gardenbuild.plan.lockfile import package_changes
 from gardenbuild.plan.graph import Plan, Step
+from gardenbuild.plan.lockfile import package_changes
 
 
 def snapshot(step: Step) -> dict[str, Any]:
@@ -21,6 +21,7 @@ def snapshot(step: Step) -> dict[str, Any]:
 
 def _short(value: Any, limit: int = 60) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -31,7 +32,24 @@ def _item(value: Any) -> str:
     return _short(value)
 
 
+#: Parameters that only group others: their members are named on their own.
+_GROUPS = ("context", "summary")
+#: Parameters whose changes the step's inputs already name (a file list and its digests).
+_SAID_BY_INPUTS = ("files",)
+
+
+def _flat(params: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in params.items():
+        if name in _GROUPS and isinstance(value, Mapping):
+            out.update(value)
+        elif name not in _SAID_BY_INPUTS:
+            out[name] = value
+    return out
+
+
 def _param_reasons(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    old, new = _flat(old), _flat(new)
     if ("locked" in old) != ("locked" in new):
         return ["dependencies are now pinned by Gardenfile.lock" if "locked" in new else "Gardenfile.lock is not used"]
     reasons = []
@@ -49,7 +67,12 @@ def _param_reasons(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             changes = [f"{name}: removed {_item(x)}" for x in a if x not in b]
             changes += [f"{name}: added {_item(x)}" for x in b if x not in a]
             reasons += changes or [f"{name} reordered"]
-        elif name == "config":
+        elif isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                if a.get(key) != b.get(key):
+                    what = "added" if key not in a else "removed" if key not in b else f"{_short(a[key])} -> {_short(b[key])}"
+                    reasons.append(f"{name} {key}: {what}")
+        elif name == "pipelines":
             reasons.append("pipelines or their tests changed")
         else:
             reasons.append(f"{name} {_short(a)} -> {_short(b)}")

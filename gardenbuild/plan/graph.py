@@ -17,12 +17,18 @@ import networkx as nx
 from gardenbuild import __version__
 from gardenbuild.errors import GardenError
 from gardenbuild.manifest.garden import Garden
-from gardenbuild.plan.render import ENV_TEMPLATE, GARDEN_TEMPLATE, pipelines_config
+from gardenbuild.plan.render import (
+    ENV_TEMPLATE,
+    GARDEN_TEMPLATE,
+    env_context,
+    garden_context,
+    pipelines_config,
+)
 
 PLATFORM = "x86_64-manylinux_2_36"
 
 #: Bumped whenever what a step records changes, so records of an older layout never match.
-RECORD_FORMAT = 2
+RECORD_FORMAT = 3
 
 KINDS = ("resolve", "fetch", "render", "build-image", "execute-notebook", "test", "emit-artifacts")
 
@@ -33,16 +39,26 @@ class PlanError(GardenError):
 
 @dataclass(frozen=True)
 class Inputs:
-    """Digests of everything outside the Gardenfile that a build reads (files, templates, runtime)."""
+    """Digests of everything outside the Gardenfile that a build reads (files, templates, runtime, uv)."""
 
     files: Mapping[str, str]  # garden-relative path -> sha256
     templates: Mapping[str, str]  # template name -> sha256
     runtime: str  # sha256 over the runtime package
+    uv: str = "uv"  # the uv that installs the wheels inside the image: name and version
     lock: Mapping[str, Any] | None = None  # pinned resolution, when a lockfile is used
 
 
 @dataclass(frozen=True)
 class Step:
+    """One node of the build graph.
+
+    A step's handler reads only its ``params``, its declared ``outputs``, the files
+    named in ``inputs`` (whose digests it checks) and the records of its ``parents``;
+    it writes only its ``outputs``: plain names are files in the garden's output folder,
+    ``image:*`` an image, ``cache:*`` entries of a content-addressed cache. So the key,
+    which hashes all of those, changes whenever the step's result can.
+    """
+
     id: str
     kind: str
     description: str
@@ -58,10 +74,30 @@ class Step:
             "kind": self.kind,
             "params": self.params,
             "inputs": sorted(self.inputs),
+            "outputs": sorted(self.outputs),
             "parents": sorted(parent_keys[p] for p in self.parents),
         }
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
         return Step(**{**self.__dict__, "key": hashlib.sha256(blob.encode()).hexdigest()})
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The outputs that are files in the output folder."""
+        return tuple(o for o in self.outputs if ":" not in o)
+
+
+ENV_REPOSITORY = "localhost/gardenbuild/env"
+GARDEN_REPOSITORY = "localhost/gardens"
+
+
+def env_image_name(step: Step) -> str:
+    """The tag of the environment image the build-env step makes: named by its key."""
+    return f"{ENV_REPOSITORY}:{step.key[:20]}"
+
+
+def garden_image_name(step: Step) -> str:
+    """The tag of the garden image the execute-notebook step makes: named by its key."""
+    return f"{GARDEN_REPOSITORY}/{step.params['garden']}:{step.key[:20]}"
 
 
 @dataclass
@@ -80,11 +116,20 @@ class Plan:
 
     @property
     def env_image(self) -> str:
-        return f"localhost/gardenbuild/env:{self.step('build-env').key[:20]}"
+        return env_image_name(self.step("build-env"))
 
     @property
     def image(self) -> str:
-        return f"localhost/gardens/{self.garden.name}:{self.step('execute-notebook').key[:20]}"
+        return garden_image_name(self.step("execute-notebook"))
+
+    def files(self) -> set[str]:
+        """Every file in the output folder that some step of this plan writes."""
+        return {name for step in self.steps() for name in step.files}
+
+
+#: Every file any plan's steps may write into the output folder (a plan declares a subset).
+BUILD_FILES = ("requirements.lock", "system-packages.lock", "Containerfile.env", "Containerfile", "pipelines.json",
+               "metadata.json", "image.json", "test-report.json", "build.json")
 
 
 def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
@@ -93,39 +138,39 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
         "python": garden.python,
         "platform": PLATFORM,
         "indexes": list(garden.indexes),
+        "system_packages": list(garden.system_packages),
     }
     if inputs.lock is not None:
         resolve_params = {"locked": inputs.lock}
-    env_params = {
-        "base_image": garden.base_image,
-        "python": garden.python,
-        "system_packages": list(garden.system_packages),
-        "gardenbuild": __version__,
-    }
+    resolved = ("requirements.lock",) + (("system-packages.lock",) if garden.system_packages else ())
     n_tests = sum(len(p.tests) for p in garden.pipelines)
+    every = ("resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test")
     return [
         Step("resolve", "resolve",
              f"pin {len(inputs.lock['wheels'])} packages from Gardenfile.lock" if inputs.lock is not None
              else f"resolve {len(garden.requirements)} requirement(s) for Python {garden.python}",
-             resolve_params, outputs=("requirements.lock",)),
-        Step("fetch", "fetch", "fetch wheels into the cache", {}, outputs=("wheelhouse",), parents=("resolve",)),
-        Step("render-env", "render", "render Containerfile.env", env_params,
+             resolve_params, outputs=resolved),
+        Step("fetch", "fetch", "fetch wheels into the cache", {}, outputs=("cache:wheels",), parents=("resolve",)),
+        Step("render-env", "render", "render Containerfile.env",
+             {"template": ENV_TEMPLATE, "context": env_context(garden)},
              inputs=(("template:" + ENV_TEMPLATE, inputs.templates[ENV_TEMPLATE]),), outputs=("Containerfile.env",)),
-        Step("build-env", "build-image", "build the environment image", {}, outputs=("image:env",),
-             parents=("render-env", "fetch")),
+        Step("build-env", "build-image", "build the environment image", {"uv": inputs.uv}, outputs=("image:env",),
+             parents=("resolve", "fetch", "render-env")),
         Step("render-garden", "render", "render Containerfile",
-             {"config": pipelines_config(garden), "env": list(garden.env), "labels_of": garden.meta.model_dump(mode="json"),
-              "base_image": garden.base_image, "flavor": garden.flavor.name, "python": garden.python},
+             {"template": GARDEN_TEMPLATE, "context": garden_context(garden), "pipelines": pipelines_config(garden)},
              inputs=(("template:" + GARDEN_TEMPLATE, inputs.templates[GARDEN_TEMPLATE]),),
-             outputs=("Containerfile",), parents=("build-env",)),
+             outputs=("Containerfile", "pipelines.json"), parents=("build-env",)),
         Step("execute-notebook", "execute-notebook", f"run {garden.notebook} inside the image and save its state",
-             {"notebook": garden.notebook},
+             {"garden": garden.name, "notebook": garden.notebook, "files": sorted(inputs.files)},
              inputs=tuple(sorted(inputs.files.items())) + (("runtime", inputs.runtime),),
-             outputs=("image:garden", "session.pkl", "metadata.json"), parents=("render-garden", "build-env")),
-        Step("test", "test", f"run {n_tests} pipeline test case(s) in the image", {},
+             outputs=("image:garden", "metadata.json", "image.json"), parents=("render-garden",)),
+        Step("test", "test", f"run {n_tests} pipeline test case(s) in the image", {"cases": n_tests},
              outputs=("test-report.json",), parents=("execute-notebook",)),
-        Step("emit-artifacts", "emit-artifacts", "write build summary and registration artifacts", {},
-             outputs=("build.json",), parents=("execute-notebook", "test")),
+        Step("emit-artifacts", "emit-artifacts", "write the build summary",
+             {"summary": {"gardenbuild": __version__, "garden": garden.name, "version": garden.meta.version,
+                          "python": garden.python, "flavor": garden.flavor.name, "base_image": garden.base_image,
+                          "pipelines": [p.name for p in garden.pipelines]}},
+             outputs=("build.json",), parents=every),
     ]
 
 

@@ -28,6 +28,15 @@ else:  # pragma: no cover
 
 LOCKFILE = "Gardenfile.lock"
 LOCK_VERSION = 1
+#: Images under this prefix exist on one machine only (made there, never pulled).
+LOCAL_PREFIX = "localhost/"
+LOCAL_BASE_NOTE = ("# no base_digest: a localhost/ image exists on one machine only, so each build "
+                   "pins it by its digest in local storage")
+
+
+def machine_local(image: str) -> bool:
+    """Is `image` one that only this machine has (so its digest is no portable pin)?"""
+    return image.startswith(LOCAL_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,7 @@ class Lock:
     platform: str
     flavor: str
     base_image: str  # as named in the Gardenfile / flavor / --base-image
-    base_digest: str  # sha256:... of that image's manifest
+    base_digest: str | None  # sha256:... of that image's manifest; None for a machine-local image
     requirements: tuple[str, ...]  # what was resolved
     indexes: tuple[str, ...]
     system_packages: tuple[str, ...]
@@ -48,12 +57,15 @@ class Lock:
 
     @property
     def pinned_base(self) -> str:
-        """The base image reference to build FROM: name plus digest."""
-        return f"{self.base_image.split('@')[0]}@{self.base_digest}"
+        """The base image reference to build FROM: name plus digest (the name alone when the
+        image is machine-local and the lock pins no digest)."""
+        name = self.base_image.split("@")[0]
+        return f"{name}@{self.base_digest}" if self.base_digest else name
 
-    def plan_lock(self) -> dict[str, Any]:
-        """What the plan's resolve step hashes: the pins and the base digest."""
-        pins: dict[str, Any] = {"base": self.pinned_base, "wheels": [asdict(w) for w in self.packages]}
+    def plan_lock(self, base_ref: str | None = None) -> dict[str, Any]:
+        """What the plan's resolve step hashes: the pins and the base by digest (``base_ref``
+        for a machine-local base, whose digest is read from local storage)."""
+        pins: dict[str, Any] = {"base": base_ref or self.pinned_base, "wheels": [asdict(w) for w in self.packages]}
         if self.debs:
             pins["debs"] = [asdict(d) for d in self.debs]
         return pins
@@ -87,7 +99,7 @@ def dumps(lock: Lock) -> str:
         f"platform = {_q(lock.platform)}",
         f"flavor = {_q(lock.flavor)}",
         f"base_image = {_q(lock.base_image)}",
-        f"base_digest = {_q(lock.base_digest)}",
+        f"base_digest = {_q(lock.base_digest)}" if lock.base_digest else LOCAL_BASE_NOTE,
         f"requirements = {_array(lock.requirements)}",
         f"indexes = {_array(lock.indexes)}",
         f"system_packages = {_array(lock.system_packages)}",
@@ -114,7 +126,7 @@ def loads(text: str, path: Path) -> Lock:
         env = data["environment"]
         return Lock(
             python=env["python"], platform=env["platform"], flavor=env["flavor"], base_image=env["base_image"],
-            base_digest=env["base_digest"], requirements=tuple(env["requirements"]), indexes=tuple(env["indexes"]),
+            base_digest=env.get("base_digest"), requirements=tuple(env["requirements"]), indexes=tuple(env["indexes"]),
             system_packages=tuple(env["system_packages"]),
             packages=tuple(PinnedWheel(p["name"], p["version"], p["wheel"], p["url"], p["sha256"], p.get("size"))
                            for p in data.get("package", [])),

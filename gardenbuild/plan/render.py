@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 import jinja2
 
@@ -39,7 +41,6 @@ def environment() -> jinja2.Environment:
     return env
 
 
-
 def labels(garden: Garden) -> dict[str, str]:
     """OCI annotations carried by the final image; no timestamps, so builds reproduce."""
     meta = garden.meta
@@ -61,26 +62,41 @@ def labels(garden: Garden) -> dict[str, str]:
     return out
 
 
+def env_context(garden: Garden) -> dict[str, Any]:
+    """Everything `Containerfile.env.j2` renders from: the render-env step's parameters."""
+    return {
+        "gardenbuild_version": __version__,
+        "base_image": garden.base_image,
+        "system_packages": list(garden.system_packages),
+        "venv": VENV,
+        "wheelhouse": WHEELHOUSE,
+        "debs": DEBS,
+        "uv": UV,
+    }
+
+
+def garden_context(garden: Garden) -> dict[str, Any]:
+    """Everything `Containerfile.j2` renders from except the env image, which is named by
+    the build-env step's key (the render-garden step's parent)."""
+    return {
+        "gardenbuild_version": __version__,
+        "env": dict(garden.env),
+        "notebook": garden.notebook,
+        "labels": labels(garden),
+    }
+
+
+def render(template: str, context: Mapping[str, Any]) -> str:
+    """Render one of the templates from `context` alone."""
+    return environment().get_template(template).render(**context)
+
+
 def render_env(garden: Garden) -> str:
-    return environment().get_template(ENV_TEMPLATE).render(
-        gardenbuild_version=__version__,
-        base_image=garden.base_image,
-        system_packages=garden.system_packages,
-        venv=VENV,
-        wheelhouse=WHEELHOUSE,
-        debs=DEBS,
-        uv=UV,
-    )
+    return render(ENV_TEMPLATE, env_context(garden))
 
 
 def render_garden(garden: Garden, env_image: str) -> str:
-    return environment().get_template(GARDEN_TEMPLATE).render(
-        gardenbuild_version=__version__,
-        env_image=env_image,
-        env=dict(garden.env),
-        notebook=garden.notebook,
-        labels=labels(garden),
-    )
+    return render(GARDEN_TEMPLATE, {**garden_context(garden), "env_image": env_image})
 
 
 def pipelines_config(garden: Garden) -> str:

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gardenbuild.backends import Backend
 from gardenbuild.catalog import Catalog, Publication
 from gardenbuild.errors import GardenError, UserError
 from gardenbuild.report import Reporter
@@ -134,7 +135,7 @@ class _Run:
 
     def __init__(self, garden: Garden, summary: Mapping[str, Any], *, registry: str | None, globus: bool, doi: bool,
                  doi_publish: bool, datacite_test: bool, dry_run: bool, tls_verify: bool, authfile: Path | None,
-                 backend: Any, reporter: Reporter, catalog: Catalog, http: Any, env: Mapping[str, str],
+                 backend: Backend, reporter: Reporter, catalog: Catalog, http: Any, env: Mapping[str, str],
                  globus_client: Any, publisher: str, landing_url: str | None, year: str | None,
                  metadata_json: Mapping[str, Any] | None, out_dir: Path) -> None:
         from gardenbuild.publish import datacite
@@ -439,7 +440,7 @@ class _Run:
 
 def publish(garden: Garden, build_summary: Mapping[str, Any], *, registry: str | None, globus: bool, doi: bool,
             doi_publish: bool, datacite_test: bool, dry_run: bool, tls_verify: bool, authfile: Path | None,
-            backend: Any, reporter: Reporter, catalog: Catalog, http: Any = None, env: Mapping[str, str] | None = None,
+            backend: Backend, reporter: Reporter, catalog: Catalog, http: Any = None, env: Mapping[str, str] | None = None,
             globus_client: Any = None, publisher: str | None = None, landing_url: str | None = None,
             year: str | None = None, metadata_json: Mapping[str, Any] | None = None,
             out_dir: Path | None = None) -> PublishResult:

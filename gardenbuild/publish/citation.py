@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gardenbuild.manifest.garden import Garden
 from gardenbuild.engine.store import atomic_write
+from gardenbuild.manifest.garden import Garden
 
 CFF_VERSION = "1.2.0"
 CODEMETA_CONTEXT = "https://w3id.org/codemeta/3.0"

@@ -23,8 +23,8 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from gardenbuild.backends import Backend
 from gardenbuild.errors import BackendError, GardenError, UserError
 from gardenbuild.manifest.garden import Garden
 
@@ -104,13 +104,13 @@ def missing_labels(current: Mapping[str, str], wanted: Mapping[str, str]) -> dic
     return {k: v for k, v in sorted(wanted.items()) if current.get(k) != v}
 
 
-def image_labels(backend: Any, image: str) -> dict[str, str]:
+def image_labels(backend: Backend, image: str) -> dict[str, str]:
     info = backend.inspect(image)
     config = (info.get("OCIv1") or {}).get("config") or {}
     return dict(config.get("Labels") or {})
 
 
-def relabel(backend: Any, image_id: str, labels: Mapping[str, str], *, tag: str | None) -> str:
+def relabel(backend: Backend, image_id: str, labels: Mapping[str, str], *, tag: str | None) -> str:
     """A child of ``image_id`` that only adds ``labels``; reproducible (timestamp 0, no cache).
 
     Returns the new image id; layers are shared with the parent, so nothing is copied.
@@ -138,7 +138,7 @@ def push_command(source: str, dest: Destination, *, tls_verify: bool, authfile: 
     return argv + [source, dest.transport]
 
 
-def push(backend: Any, source: str, dest: Destination, *, tls_verify: bool, authfile: Path | None) -> str:
+def push(backend: Backend, source: str, dest: Destination, *, tls_verify: bool, authfile: Path | None) -> str:
     """Push ``source`` to ``dest``; return the image's name by digest (``REPO@sha256:...``)."""
     if authfile is not None and not Path(authfile).is_file():
         raise UserError(f"--authfile {authfile} does not exist", hint=AUTH_HINT.format(host=dest.host))

@@ -30,8 +30,22 @@ from collections.abc import Callable
 from typing import Any
 
 from gardenbuild.runtime import pipeline_info
-from gardenbuild.runtime.cells import Cell, NotebookError, UnsupportedMagic, cell_filename, read_notebook, to_python
-from gardenbuild.runtime.protocol import ERROR, RESULT, EXIT_NOTEBOOK, EXIT_OK, EXIT_USAGE, format_marker
+from gardenbuild.runtime.cells import (
+    Cell,
+    NotebookError,
+    UnsupportedMagic,
+    cell_filename,
+    read_notebook,
+    to_python,
+)
+from gardenbuild.runtime.protocol import (
+    ERROR,
+    EXIT_NOTEBOOK,
+    EXIT_OK,
+    EXIT_USAGE,
+    RESULT,
+    format_marker,
+)
 from gardenbuild.runtime.session import (
     SOURCES_KEY,
     describe_exception,
