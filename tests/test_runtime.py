@@ -135,10 +135,17 @@ def test_read_notebook_numbers_cells_among_all_cells() -> None:
 def test_read_notebook_rejects_other_formats(tmp_path: Path) -> None:
     (tmp_path / "old.ipynb").write_text(json.dumps({"cells": [], "nbformat": 3}))
     (tmp_path / "bad.ipynb").write_text("{not json")
-    with pytest.raises(NotebookError, match="nbformat 3 is not supported"):
-        read_notebook(tmp_path / "old.ipynb")
-    with pytest.raises(NotebookError, match="not valid JSON"):
-        read_notebook(tmp_path / "bad.ipynb")
+    (tmp_path / "cells.ipynb").write_text(json.dumps({"cells": [{"source": "x"}], "nbformat": 4}))
+    (tmp_path / "binary.ipynb").write_bytes(b"\xff\xfe\x00")
+    cases = {"old.ipynb": "uses nbformat 3; only nbformat 4 is supported (re-save it in Jupyter)",
+             "bad.ipynb": "is not valid JSON (line 1: Expecting property name enclosed in double quotes); "
+                          "is it really a .ipynb?",
+             "cells.ipynb": "cell 1 has no cell_type",
+             "binary.ipynb": "is not a text file"}
+    for name, reason in cases.items():
+        with pytest.raises(NotebookError) as info:
+            read_notebook(tmp_path / name)
+        assert (info.value.reason, str(info.value)) == (reason, f"{tmp_path / name} {reason}")
 
 
 SUB = "__import__('subprocess')"

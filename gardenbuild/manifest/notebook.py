@@ -7,7 +7,6 @@ Which functions it defines (and which carry ``@garden_pipeline``), which package
 from __future__ import annotations
 
 import ast
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,32 +22,6 @@ class NotebookFacts:
     pip_requirements: tuple[str, ...]
     problems: tuple[str, ...]  # human-readable, e.g. "cell 4, line 2: invalid syntax"
     complete: bool = True  # False when a cell could not be parsed, so `functions` may miss some
-
-
-def _cells(path: Path) -> list[tuple[int, str, str]]:
-    """(1-based cell number as Jupyter shows it, cell type, source) for every cell."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError("is not a text file") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"is not valid JSON (line {exc.lineno}: {exc.msg}); is it really a .ipynb?") from None
-    # The version first: an nbformat 3 file keeps its cells under "worksheets", not "cells".
-    if isinstance(data, dict) and "nbformat" in data and data["nbformat"] != 4:
-        raise ValueError(f"uses nbformat {data['nbformat']!r}; only nbformat 4 is supported (re-save it in Jupyter)")
-    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
-        raise ValueError("is not a Jupyter notebook (no 'cells' list)")
-    if "nbformat" not in data:
-        raise ValueError("has no nbformat version; only nbformat 4 is supported (re-save it in Jupyter)")
-    out = []
-    for number, cell in enumerate(data["cells"], start=1):
-        if not isinstance(cell, dict) or "cell_type" not in cell:
-            raise ValueError(f"cell {number} has no cell_type")
-        source = cell.get("source", "")
-        if isinstance(source, list):
-            source = "".join(source)
-        out.append((number, cell["cell_type"], source))
-    return out
 
 
 def python_source(source: str) -> str:
@@ -104,16 +77,19 @@ def analyse(path: Path) -> NotebookFacts:
     cannot run there is reported now. Raises ValueError (with a message meant to follow
     the file name) for a file that is not a notebook at all.
     """
-    from gardenbuild.runtime.cells import UnsupportedMagic, pip_requirements, to_python
+    from gardenbuild.runtime.cells import NotebookError, UnsupportedMagic, pip_requirements, read_notebook, to_python
 
     functions: set[str] = set()
     pipelines: set[str] = set()
     reqs: list[str] = []
     problems: list[str] = []
     complete = True
-    for number, kind, source in _cells(path):
-        if kind != "code":
-            continue
+    try:
+        cells = read_notebook(path)
+    except NotebookError as exc:
+        raise ValueError(exc.reason) from None
+    for cell in cells:
+        number, source = cell.index, cell.source
         for req in pip_requirements(source):
             why = _unlockable(req)
             if why:

@@ -36,7 +36,15 @@ __all__ = [
 
 
 class NotebookError(ValueError):
-    """The file is not a notebook we can read (bad JSON, not nbformat 4)."""
+    """The file is not a notebook we can read (not text, bad JSON, not nbformat 4).
+
+    ``reason`` is worded to follow the file's name: ``model.ipynb is not valid JSON ...``.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path} {reason}")
+        self.path = path
+        self.reason = reason
 
 
 class UnsupportedMagic(ValueError):
@@ -67,22 +75,29 @@ def cell_filename(notebook: str, index: int) -> str:
 
 
 def read_notebook(path: str | os.PathLike[str]) -> list[Cell]:
-    """The code cells of an nbformat-4 notebook, in order, with non-empty or empty source."""
+    """The code cells of an nbformat-4 notebook, in order: the one reader of ``.ipynb``
+    files, on the host (``check``) and in the image alike."""
+    shown = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
             nb = json.load(f)
+    except UnicodeDecodeError:
+        raise NotebookError(shown, "is not a text file") from None
     except json.JSONDecodeError as e:
-        raise NotebookError(f"{os.fspath(path)}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise NotebookError(shown, f"is not valid JSON (line {e.lineno}: {e.msg}); is it really a .ipynb?") from None
+    # The version first: an nbformat 3 file keeps its cells under "worksheets", not "cells".
+    if isinstance(nb, dict) and "nbformat" in nb and nb["nbformat"] != 4:
+        raise NotebookError(shown, f"uses nbformat {nb['nbformat']!r}; only nbformat 4 is supported "
+                                   "(re-save it in Jupyter)")
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        raise NotebookError(f"{os.fspath(path)}: not a Jupyter notebook (no 'cells' list)")
-    if nb.get("nbformat") != 4:
-        raise NotebookError(
-            f"{os.fspath(path)}: nbformat {nb.get('nbformat')!r} is not supported (need 4); "
-            "open and save it in a current Jupyter to upgrade"
-        )
+        raise NotebookError(shown, "is not a Jupyter notebook (no 'cells' list)")
+    if "nbformat" not in nb:
+        raise NotebookError(shown, "has no nbformat version; only nbformat 4 is supported (re-save it in Jupyter)")
     cells: list[Cell] = []
     for i, raw in enumerate(nb["cells"], start=1):
-        if not isinstance(raw, dict) or raw.get("cell_type") != "code":
+        if not isinstance(raw, dict) or "cell_type" not in raw:
+            raise NotebookError(shown, f"cell {i} has no cell_type")
+        if raw["cell_type"] != "code":
             continue
         source = raw.get("source", "")
         if isinstance(source, list):
