@@ -253,10 +253,16 @@ def test_sha_mismatch_names_file_and_hashes_and_leaves_nothing(tmp_path):
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
+    flaky: dict[str, int] = {}  # path -> how many more requests for it fail with a 503
+
     def log_message(self, *args):  # keep test output clean
         pass
 
     def do_GET(self):
+        if self.flaky.get(self.path, 0) > 0:
+            self.flaky[self.path] -= 1
+            self.send_error(503, "try again")
+            return
         if self.path.startswith("/truncated/"):
             # Promise 100 kB, send 10 kB, hang up: a download killed half-way.
             self.send_response(200)
@@ -311,9 +317,35 @@ def test_http_errors_become_resolution_errors(tmp_path, http_root):
     cut = PinnedWheel("cut", "1", "cut-1-py3-none-any.whl", f"{base}/truncated/cut-1-py3-none-any.whl", "b" * 64, 100_000)
     with pytest.raises(ResolutionError, match="cannot download cut-1-py3-none-any.whl") as info:
         store.fetch([cut], RecordingReporter())
-    assert "connection closed after 10000 of 100000 bytes" in info.value.message
+    assert "connection closed after 10000 of 100000 bytes (3 attempts)" in info.value.message
     assert not store.path_for(cut).exists()
     assert list(store.path_for(cut).parent.iterdir()) == []
+
+
+def test_a_download_the_network_drops_is_tried_again(tmp_path, http_root, monkeypatch):
+    monkeypatch.setattr(deps, "RETRY_SECONDS", 0.01)
+    root, base = http_root
+    path = make_wheel(root, name="flaky")
+    wheel = pinned(path, url=f"{base}/{path.name}", name="flaky")
+    _Handler.flaky[f"/{path.name}"] = 2  # two 503s, then the file
+    store = WheelStore(tmp_path / "store")
+    store.fetch([wheel], RecordingReporter())
+    assert store.path_for(wheel).read_bytes() == path.read_bytes()
+    assert _Handler.flaky[f"/{path.name}"] == 0
+
+
+def test_partial_downloads_of_dead_processes_are_swept_live_ones_kept(tmp_path):
+    import fcntl
+
+    folder = tmp_path / "wheels" / "sha256" / "ab" / ("ab" * 32)
+    folder.mkdir(parents=True)
+    dead, live = folder / ".x.whl.1.part", folder / ".y.whl.2.part"
+    dead.write_bytes(b"d" * 100)
+    live.write_bytes(b"l" * 50)
+    with live.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a download in progress holds it
+        assert deps.sweep_partial(tmp_path) == 100
+    assert not dead.exists() and live.exists()
 
 
 def test_wheelhouse_links_exactly_the_wheels(tmp_path):

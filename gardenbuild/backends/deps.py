@@ -9,6 +9,7 @@ using the requirements file `lock_text` writes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import http.client
 import json
@@ -19,6 +20,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -480,44 +483,42 @@ class WheelStore:
         return [self.path_for(w) for w in wheels]
 
     def _download(self, wheel: PinnedWheel, context: ssl.SSLContext, counter: _Progress) -> None:
+        """Download one file into its place, retrying what the network lost on the way.
+
+        The partial file is held under an exclusive flock while it is written, so a
+        sweep (`sweep_partial`) tells a download in progress from one a killed process
+        left behind.
+        """
         final = self.path_for(wheel)
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{wheel.filename}.", suffix=".part")
         tmp = Path(tmp_name)
         try:
-            digest = hashlib.sha256()
-            request = urllib.request.Request(wheel.url, headers={"User-Agent": "gardenbuild"})
+            fcntl.flock(fd, fcntl.LOCK_EX)
             with os.fdopen(fd, "wb") as out:
-                try:
-                    with urllib.request.urlopen(request, timeout=60, context=context) as resp:
-                        declared = resp.headers.get("Content-Length")
-                        received = 0
-                        while chunk := resp.read(1 << 16):
-                            digest.update(chunk)
-                            out.write(chunk)
-                            received += len(chunk)
-                            counter.add(len(chunk))
-                        # http.client ends a body cut short silently; say so, not "sha256 mismatch"
-                        if declared and declared.isdigit() and received < int(declared):
-                            raise OSError(f"connection closed after {received} of {declared} bytes")
-                except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-                    if isinstance(exc, urllib.error.HTTPError):
-                        reason = f"HTTP {exc.code} {exc.reason}"
-                    else:
-                        reason = getattr(exc, "reason", None) or exc
+                for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+                    out.seek(0)
+                    out.truncate()
+                    try:
+                        got = _fetch_once(wheel, context, counter, out)
+                        break
+                    except _Transient as exc:
+                        if attempt == DOWNLOAD_ATTEMPTS:
+                            raise ResolutionError(
+                                f"cannot download {wheel.filename} from {wheel.url}: {exc} "
+                                f"({DOWNLOAD_ATTEMPTS} attempts)",
+                                hint="check the network connection to the package index and try again",
+                            ) from None
+                        time.sleep(RETRY_SECONDS * attempt)
+                out.flush()
+                if got != wheel.sha256:
                     raise ResolutionError(
-                        f"cannot download {wheel.filename} from {wheel.url}: {reason}",
-                        hint="check the network connection to the package index and try again",
-                    ) from None
-            got = digest.hexdigest()
-            if got != wheel.sha256:
-                raise ResolutionError(
-                    f"sha256 mismatch for {wheel.filename}: expected {wheel.sha256}, got {got}",
-                    hint="the index served a different file than it listed; resolve again, "
-                    "and distrust the index or proxy if it persists",
-                )
-            tmp.chmod(0o444)  # cache entries are shared via hard links: keep them intact
-            os.replace(tmp, final)
+                        f"sha256 mismatch for {wheel.filename}: expected {wheel.sha256}, got {got}",
+                        hint="the index served a different file than it listed; resolve again, "
+                        "and distrust the index or proxy if it persists",
+                    )
+                tmp.chmod(0o444)  # cache entries are shared via hard links: keep them intact
+                os.replace(tmp, final)
         except BaseException:
             _unlink(tmp)
             raise
@@ -550,6 +551,65 @@ class WheelStore:
             except OSError:  # another filesystem (EXDEV) or no hard links there
                 shutil.copyfile(src, link)
         return dest
+
+
+DOWNLOAD_ATTEMPTS = 3
+RETRY_SECONDS = 1.0
+
+
+class _Transient(Exception):
+    """A download failure worth another try: the network, not the file, went wrong."""
+
+
+def _fetch_once(wheel: PinnedWheel, context: ssl.SSLContext, counter: _Progress, out: Any) -> str:
+    """One attempt: stream the URL into `out`; return the sha256 of what arrived."""
+    digest = hashlib.sha256()
+    received = 0
+    request = urllib.request.Request(wheel.url, headers={"User-Agent": "gardenbuild"})
+    try:
+        with urllib.request.urlopen(request, timeout=60, context=context) as resp:
+            declared = resp.headers.get("Content-Length")
+            while chunk := resp.read(1 << 16):
+                digest.update(chunk)
+                out.write(chunk)
+                received += len(chunk)
+                counter.add(len(chunk))
+            # http.client ends a body cut short silently; say so, not "sha256 mismatch"
+            if declared and declared.isdigit() and received < int(declared):
+                raise OSError(f"connection closed after {received} of {declared} bytes")
+    except urllib.error.HTTPError as exc:
+        counter.add(-received)
+        if exc.code >= 500 or exc.code == 429:
+            raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
+        raise ResolutionError(f"cannot download {wheel.filename} from {wheel.url}: HTTP {exc.code} {exc.reason}",
+                              hint="the index no longer serves this file; resolve again (gardenbuild lock --upgrade)"
+                              ) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        counter.add(-received)
+        raise _Transient(str(getattr(exc, "reason", None) or exc)) from None
+    return digest.hexdigest()
+
+
+def sweep_partial(root: Path) -> int:
+    """Remove the partial downloads killed processes left under `root`; return bytes freed.
+
+    A download in progress holds its file's flock, so it is never taken for a leftover.
+    """
+    freed = 0
+    for part in Path(root).glob("wheels/sha256/*/*/.*.part"):
+        try:
+            fd = os.open(part, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            freed += part.stat().st_size
+            part.unlink()
+        except (BlockingIOError, FileNotFoundError):
+            pass  # its writer is alive, or it finished meanwhile
+        finally:
+            os.close(fd)
+    return freed
 
 
 def _same_content(a: Path, b: Path) -> bool:
