@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gardenbuild.backends.base import bootstrap
+from gardenbuild.backends import Limits
 from gardenbuild.backends.buildah import (
     BUILDAH_HINT,
     Buildah,
@@ -353,12 +354,65 @@ def test_run_network_none_and_host(base_image, buildah):
 
 
 @pytest.mark.integration
-def test_run_timeout_stops_the_command(base_image, buildah):
+def test_a_confined_run_past_its_time_limit_is_stopped_with_all_it_started(base_image, buildah):
     start = time.perf_counter()
-    with pytest.raises(CommandError, match="timed out"):
-        buildah.run(base_image, ["sleep", "62"], timeout=1)
+    result = buildah.run(base_image, ["sh", "-c", "(sleep 63 &); sleep 62"], limits=Limits(seconds=1))
+    assert result.limit == "time" and not result.ok
     assert time.perf_counter() - start < 15
-    assert "sleep 62" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "sleep 62" not in running and "sleep 63" not in running  # the background child went too
+
+
+@pytest.mark.integration
+def test_a_confined_run_past_its_memory_limit_is_killed_and_says_so(base_image, buildah):
+    result = buildah.run(base_image, ["python3", "-c", "x = bytearray(400 * 2**20); print('kept it')"],
+                         limits=Limits(memory=100 * 2**20))
+    assert (result.limit, result.ok, result.stdout) == ("memory", False, b"")
+    small = buildah.run(base_image, ["python3", "-c", "x = bytearray(10 * 2**20); print('fine')"],
+                        limits=Limits(memory=100 * 2**20))
+    assert (small.limit, small.stdout) == (None, b"fine\n")
+    assert small.peak_memory is not None and 10 * 2**20 < small.peak_memory <= 100 * 2**20
+
+
+@pytest.mark.integration
+def test_a_confined_run_is_nobody_with_no_capabilities_in_its_own_pid_namespace(base_image, buildah):
+    probe = ("import os; st = dict(l.split(':') for l in open('/proc/self/status') if ':' in l);"
+             "print(os.getuid(), os.getgid(), st['CapEff'].strip(), st['CapPrm'].strip(), st['NoNewPrivs'].strip(),"
+             " len([p for p in os.listdir('/proc') if p.isdigit()]), os.getpid() < 100)")
+    uid, gid, eff, permitted, no_new_privs, processes, low_pid = buildah.run(
+        base_image, ["python3", "-c", probe], limits=Limits()).stdout.decode().split()
+    assert (uid, gid) == ("65534", "65534")
+    assert eff == permitted == "0" * 16 and no_new_privs == "1"  # and a setuid su cannot give any back
+    escalate = buildah.run(base_image, ["sh", "-c", "su -c id root </dev/null"], limits=Limits(seconds=20))
+    assert not escalate.ok and b"uid=0" not in escalate.stdout
+    assert int(processes) < 10 and low_pid == "True"  # sees its own few processes, not the host's
+    plain = buildah.run(base_image, ["python3", "-c", "import os; print(os.getuid())"])
+    assert plain.stdout == b"0\n"  # unconfined runs (apt at lock time) keep the image's user
+
+
+@pytest.mark.integration
+def test_what_a_killed_gardenbuild_left_is_found_and_swept(base_image, tmp_path, monkeypatch):
+    """A process killed with SIGKILL while its container runs: nothing keeps running, and
+    the next process finds and removes the container it left."""
+    monkeypatch.setenv("GARDENBUILD_RUN_DIR", str(tmp_path / "run"))
+    script = tmp_path / "victim.py"
+    script.write_text("import sys; from gardenbuild.backends.buildah import Buildah\n"
+                      f"Buildah().run({base_image!r}, ['sh', '-c', 'echo started > /dev/stderr; sleep 64'],"
+                      " limits=__import__('gardenbuild.backends', fromlist=['Limits']).Limits())\n")
+    victim = subprocess.Popen([sys.executable, str(script)], env={**os.environ}, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while "sleep 64" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline and victim.poll() is None
+        time.sleep(0.2)
+    victim.kill()
+    victim.wait()
+    time.sleep(0.5)
+    assert "sleep 64" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    sweeper = Buildah()
+    left = sweeper.leftovers()
+    assert [c["name"].endswith(c["name"].split("-run-")[-1]) for c in left] == [True]
+    assert sweeper.sweep() == [left[0]["name"]]
+    assert sweeper.leftovers() == [] and list((tmp_path / "run").glob("*.json")) == []
 
 
 @pytest.mark.integration

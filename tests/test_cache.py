@@ -36,10 +36,18 @@ MB = 1_000_000
 class FakeBackend:
     """What `cache` needs of a container backend: the image list, and removal by name or id."""
 
-    def __init__(self, images: list[dict], busy: set[str] = frozenset()) -> None:
+    def __init__(self, images: list[dict], busy: set[str] = frozenset(), left: list[dict] = ()) -> None:
         self.images_ = {i["id"]: dict(i, names=list(i["names"])) for i in images}
         self.busy = busy  # ids of images a container uses: rmi without force fails
         self.removed: list[str] = []
+        self.left = list(left)  # containers of dead gardenbuild processes
+
+    def leftovers(self) -> list[dict]:
+        return list(self.left)
+
+    def sweep(self) -> list[str]:
+        names, self.left = [c["name"] for c in self.left], []
+        return names
 
     def images(self, prefixes=("",)) -> list[dict]:
         return [dict(i, names=list(i["names"])) for i in self.images_.values()
@@ -152,6 +160,7 @@ def test_prune_removes_stale_scratch_but_not_what_a_running_build_is_writing(sto
     old = time.time() - STALE_SECONDS - 60
     stale_dir, fresh_dir = store.scratch(), store.scratch()
     (stale_dir / "Containerfile").write_text("FROM x\n")
+    os.close(gardenbuild.engine.store._HELD.pop(stale_dir))  # its builder is gone: so is its lock
     stale_tmp = store.root / "steps" / "aa" / f".{key('aa9')}.json.x1.tmp"
     fresh_tmp = store.root / "steps" / "aa" / f".{key('aa8')}.json.x2.tmp"
     stale_tmp.write_text('{"key": "half')
@@ -168,7 +177,7 @@ def test_prune_with_no_garden_remembered_keeps_nothing_but_base_images(tmp_path)
     backend = FakeBackend([image("base", "localhost/gardenbuild/python:3.11"), image("e", "localhost/gardenbuild/env:x")])
     freed = prune(store, backend, RecordingReporter())
     assert backend.names() == {"localhost/gardenbuild/python:3.11"}
-    assert freed == {"records": 0, "wheels": 0, "images": 1, "bytes": MB}
+    assert freed == {"records": 0, "wheels": 0, "images": 1, "bytes": MB, "containers": 0}
 
 
 def test_usage_counts_records_wheels_and_only_gardenbuilds_images(store):
@@ -399,3 +408,24 @@ def test_prune_and_usage_count_system_package_debs_like_wheels(tmp_path):
     freed = prune(store, FakeBackend([]), RecordingReporter())
     assert freed["wheels"] == 1
     assert [p.name for _, p in wheels.stored()] == ["jq_1.6_amd64.deb"]
+
+
+def test_usage_lists_and_prune_removes_what_dead_processes_left(tmp_path):
+    import os
+
+    store = StepStore(tmp_path / "cache")
+    dead = [{"id": "c1", "name": "gardenbuild-1a2b3c4d-run-0001", "image": "localhost/gardens/x:1", "builder": True}]
+    backend = FakeBackend([], left=dead)
+    assert usage(store, backend).leftovers == dead
+    assert "left by gardenbuild processes that died: 1 container(s)" in usage(store, backend).text()
+    killed = store.scratch()  # a build that died: its scratch folder stays, its lock went with it
+    (killed / "context.tar").write_bytes(b"x" * 1000)
+    os.close(gardenbuild.engine.store._HELD.pop(killed))
+    running = store.scratch()  # a build running now
+    freed = prune(store, backend, RecordingReporter())
+    assert freed["containers"] == 1 and freed["bytes"] >= 1000
+    assert not killed.exists() and running.exists()
+    assert usage(store, backend).leftovers == []
+    store.discard(running)
+    assert not running.exists()
+

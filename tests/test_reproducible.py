@@ -358,7 +358,7 @@ def test_verify_names_the_layer_and_file_of_a_notebook_that_keeps_a_clock_readin
     layers = Buildah().inspect(image)["OCIv1"]["rootfs"]["diff_ids"]
     assert garden_stage["match"] is False and garden_stage["original"] == Buildah().image_id(image)
     assert garden_stage["layer"] == len(layers), "the last layer (the notebook run) differs, no earlier one"
-    assert "python -m gardenbuild.runtime.execute" in garden_stage["created_by"]
+    assert "gardenbuild.runtime.execute" in garden_stage["created_by"]
     assert garden_stage["files"] == ["/garden/session.pkl: content differs"]
     assert garden_stage["rebuilt"] not in storage_ids(), "verify left the differing rebuild behind"
 

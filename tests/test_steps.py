@@ -152,6 +152,9 @@ class NoImages:
     def image_in_storage(self, image_id, name=None):
         return True
 
+    def sweep(self):
+        return []
+
 
 def test_the_executor_refuses_a_handler_that_writes_more_than_its_step_declares(tmp_path):
     p = example_plan(load(EXAMPLE).with_base_image(BASE))

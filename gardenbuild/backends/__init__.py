@@ -19,6 +19,15 @@ Volume = tuple[Path | str, str, str]
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one confined container may use: wall time, memory and processes."""
+
+    seconds: float | None = None
+    memory: int | None = None  # bytes
+    pids: int | None = 4096
+
+
+@dataclass(frozen=True)
 class RunResult:
     """What a command run in a fresh container produced."""
 
@@ -26,6 +35,8 @@ class RunResult:
     stdout: bytes
     stderr: bytes
     seconds: float
+    limit: str | None = None  # "time" or "memory": the limit that stopped it
+    peak_memory: int | None = None  # bytes, where the kernel says
 
     @property
     def ok(self) -> bool:
@@ -38,11 +49,12 @@ class Backend(Protocol):
     def bud(self, containerfile: Path, context: Path, *, tag: str | None, volumes: Sequence[Volume] = (),
             build_args: Mapping[str, object] | None = None, labels: Mapping[str, object] | None = None,
             layers: bool = True, timestamp: int | None = 0, network: str | None = "none",
-            no_cache: bool = False, pull: str = "never", on_line: Callable[[str], None] | None = None) -> str: ...
+            no_cache: bool = False, pull: str = "never", on_line: Callable[[str], None] | None = None,
+            timeout: float | None = None) -> str: ...
 
     def run(self, image: str, argv: Sequence[str], *, stdin: bytes | None = None, env: Mapping[str, str] | None = None,
             volumes: Sequence[Volume] = (), workdir: str | None = None, network: str | None = "none",
-            user: str | None = None, timeout: float | None = None, pull: str = "never") -> RunResult: ...
+            user: str | None = None, limits: Limits | None = None, pull: str = "never") -> RunResult: ...
 
     def inspect(self, ref: str) -> dict[str, Any]: ...
     def image_id(self, ref: str) -> str | None: ...
@@ -59,3 +71,7 @@ class Backend(Protocol):
     def image_in_storage(self, image_id: str, name: str | None = None) -> bool | None: ...
     def digest_in_storage(self, digest: str) -> bool | None: ...
     def stored_digest(self, ref: str) -> str | None: ...
+
+    # What gardenbuild processes that died (kill -9, a lost terminal) left behind.
+    def leftovers(self) -> list[dict[str, Any]]: ...
+    def sweep(self) -> list[str]: ...

@@ -17,6 +17,7 @@ on hosts whose cgroups are in hybrid mode, where crun refuses to start) shape th
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import fcntl
 import json
@@ -30,15 +31,19 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from gardenbuild.backends import RunResult, Volume
+from gardenbuild.backends import Limits, RunResult, Volume, owners
+from gardenbuild.backends.cgroups import Cgroup
 from gardenbuild.errors import BackendError, ToolMissingError
 from gardenbuild.report import NullReporter, Reporter
 
 TAIL_LINES = 40
+#: Who confined containers run as: nobody, with no capabilities.
+UNPRIVILEGED = "65534:65534"
 BUILDAH_HINT = "apt-get install -y buildah  (Debian/Ubuntu), or see https://github.com/containers/buildah/blob/main/install.md"
 
 
@@ -51,6 +56,10 @@ class CommandError(BackendError):
         super().__init__(message, command, tail(log.splitlines(), tail_lines), hint)
         self.log = log
         self.returncode = returncode
+
+
+class TimedOut(CommandError):
+    """An outside command ran past its time limit and was stopped."""
 
 
 def tail(lines: Sequence[str], n: int = TAIL_LINES) -> str:
@@ -111,30 +120,97 @@ def _clean_line(raw: bytes) -> str:
     return text
 
 
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
+#: Every child this process started and has not reaped: stopped by `stop_children` at exit.
+_LIVE: set[subprocess.Popen] = set()
+
+
+def _die_with_parent() -> None:
+    """In a child: be killed when gardenbuild dies, however it dies (kill -9 included)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def no_new_privileges() -> None:
+    """In a child: no exec, of a setuid binary (su, mount) or a file with capabilities, may
+    ever gain a privilege; inherited by everything the child starts."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+def child_setup(*steps: Callable[[], None] | None) -> Callable[[], None]:
+    """A ``preexec_fn``: die with the parent, then each of `steps` (join a cgroup, a network)."""
+    def setup() -> None:
+        _die_with_parent()
+        for step in steps:
+            if step is not None:
+                step()
+
+    return setup
+
+
+def in_own_pid_namespace(argv: Sequence[str]) -> list[str]:
+    """``argv`` as the first process of a new PID namespace (util-linux ``unshare``).
+
+    When it exits, or is killed because gardenbuild died, the kernel kills every process
+    left in the namespace: no RUN step or pipeline outlives its build or call, and none
+    sees (or can signal) the host's processes. Without unshare or root, `argv` unchanged.
+    """
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        return list(argv)
+    return [unshare, "--pid", "--fork", "--kill-child", "--mount-proc", "--", *argv]
+
+
+def stop_children() -> None:
+    """Stop every child still running (atexit, and after SIGTERM/SIGHUP in the CLI)."""
+    for proc in list(_LIVE):
+        _stop(proc)
+
+
+atexit.register(stop_children)
+
+
 def stream(argv: Sequence[str], *, reporter: Reporter, what: str, env: Mapping[str, str] | None = None,
            cwd: Path | None = None, preexec_fn: Callable[[], None] | None = None,
-           on_line: Callable[[str], None] | None = None, hint: str | None = None) -> list[str]:
+           on_line: Callable[[str], None] | None = None, hint: str | None = None,
+           timeout: float | None = None, own_pids: bool = False) -> list[str]:
     """Run ``argv``, sending each line of its merged stdout/stderr to ``reporter.log``.
 
     Returns all lines. On a non-zero exit raises `CommandError` ("<what> failed") with the
-    tail and the whole log. On KeyboardInterrupt (or any error while reading) the child is
-    terminated and waited for before the exception propagates.
+    tail and the whole log; past `timeout` seconds the child and its group are stopped and
+    `TimedOut` is raised. On KeyboardInterrupt (or any error while reading) the child is
+    terminated and waited for before the exception propagates. The child dies with us;
+    with `own_pids` it is the first process of its own PID namespace (errors show `argv`).
     """
     argv = [str(a) for a in argv]
+    started = in_own_pid_namespace(argv) if own_pids else argv
     lines: list[str] = []
     try:
         # Own process group: on interrupt we stop buildah *and* what it runs (a chroot RUN
         # step outlives a terminated buildah otherwise).
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=None if env is None else dict(env), cwd=cwd, preexec_fn=preexec_fn,
-                                start_new_session=True)
+        proc = subprocess.Popen(started, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=None if env is None else dict(env), cwd=cwd,
+                                preexec_fn=child_setup(preexec_fn), start_new_session=True)
     except FileNotFoundError as exc:
-        if exc.filename != argv[0]:
+        if exc.filename != started[0]:
             raise
         raise ToolMissingError(f"{Path(argv[0]).name} is not installed", hint=hint) from None
     except subprocess.SubprocessError as exc:  # the preexec_fn failed (e.g. no CAP_SYS_ADMIN)
         raise CommandError(f"{what} could not start: {exc}", argv,
                            hint="a build without network needs root (it runs in a new network namespace)") from None
+    _LIVE.add(proc)
+    expired = threading.Event()
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, lambda: (expired.set(), _stop(proc)))
+        timer.daemon = True
+        timer.start()
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -148,15 +224,20 @@ def stream(argv: Sequence[str], *, reporter: Reporter, what: str, env: Mapping[s
         _stop(proc)
         raise
     finally:
+        if timer is not None:
+            timer.cancel()
+        _LIVE.discard(proc)
         if proc.stdout is not None:
             proc.stdout.close()
+    if expired.is_set():
+        raise TimedOut(f"{what} ran past its limit of {timeout:g} s and was stopped", argv, "\n".join(lines), returncode)
     if returncode != 0:
         raise CommandError(f"{what} failed", argv, "\n".join(lines), returncode)
     return lines
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """Stop a child started by `stream` and everything in its process group.
+    """Stop a child started here and everything in its process group.
 
     SIGTERM first (buildah then removes its build container), SIGKILL for stragglers.
     """
@@ -166,6 +247,8 @@ def _stop(proc: subprocess.Popen) -> None:
         except (ProcessLookupError, PermissionError):
             pass
 
+    if proc.poll() is not None:
+        return
     signal_group(signal.SIGTERM)
     try:
         proc.wait(timeout=20)
@@ -216,6 +299,7 @@ class Buildah:
         self.isolation = isolation
         self.reporter: Reporter = reporter or NullReporter()
         self._path: str | None = None
+        self._warned_cgroup = False
 
     # -- plumbing
 
@@ -285,7 +369,8 @@ class Buildah:
     def bud(self, containerfile: Path, context: Path, *, tag: str | None, volumes: Sequence[Volume] = (),
             build_args: Mapping[str, object] | None = None, labels: Mapping[str, object] | None = None,
             layers: bool = True, timestamp: int | None = 0, network: str | None = "none",
-            no_cache: bool = False, pull: str = "never", on_line: Callable[[str], None] | None = None) -> str:
+            no_cache: bool = False, pull: str = "never", on_line: Callable[[str], None] | None = None,
+            timeout: float | None = None) -> str:
         """Build ``containerfile`` in ``context``; return the image id (64 hex digits).
 
         The image is built untagged and ``tag`` is applied only once the build succeeded, so
@@ -293,7 +378,9 @@ class Buildah:
         a private network namespace with only loopback (with chroot isolation buildah itself
         runs in it, so it cannot pull either). Volume *contents* are not part of buildah's
         layer cache key: declare an ARG (or ENV/LABEL) holding their digest before the RUN
-        that reads them, or a changed volume reuses a stale layer.
+        that reads them, or a changed volume reuses a stale layer. buildah runs as the first
+        process of its own PID namespace (nothing a RUN step starts outlives the build) and
+        is stopped after `timeout` seconds (`TimedOut`).
         """
         net_flags, preexec = self._network(network)
         with tempfile.TemporaryDirectory(prefix="gardenbuild-bud-") as tmp:
@@ -302,8 +389,12 @@ class Buildah:
                                  layers=layers, timestamp=timestamp, network_flags=net_flags,
                                  no_cache=no_cache, pull=pull, iidfile=iidfile)
             self.require()
-            stream(argv, reporter=self.reporter, what="buildah bud", preexec_fn=preexec, hint=BUILDAH_HINT,
-                   on_line=on_line)
+            froms = set(re.findall(r"(?im)^FROM\s+(\S+)", Path(containerfile).read_text()))
+            existing = _stored_container_ids()
+            owners.claim().note({f.split("@")[0] for f in froms} | froms,
+                                existing if existing is not None else {c["id"] for c in self.containers()})
+            stream(argv, reporter=self.reporter, what="buildah bud", preexec_fn=child_setup(preexec, no_new_privileges),
+                   hint=BUILDAH_HINT, on_line=on_line, timeout=timeout, own_pids=True)
             image_id = _bare_id(iidfile.read_text())
         if tag:
             self.tag(image_id, tag)
@@ -313,10 +404,10 @@ class Buildah:
 
     def run_argv(self, container: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
                  volumes: Sequence[Volume] = (), workdir: str | None = None, network_flags: Sequence[str] = (),
-                 user: str | None = None) -> list[str]:
+                 user: str | None = None, confined: bool = False) -> list[str]:
         """The ``buildah run`` command line for an existing working container (pure)."""
         cmd = [self.executable, "run", "--isolation", self.isolation, *network_flags,
-               *_pairs("--env", env or {}), *volume_args(volumes)]
+               *(["--cap-drop", "all"] if confined else []), *_pairs("--env", env or {}), *volume_args(volumes)]
         if workdir:
             cmd += ["--workingdir", workdir]
         if user:
@@ -325,43 +416,113 @@ class Buildah:
 
     def run(self, image: str, argv: Sequence[str], *, stdin: bytes | None = None, env: Mapping[str, str] | None = None,
             volumes: Sequence[Volume] = (), workdir: str | None = None, network: str | None = "none",
-            user: str | None = None, timeout: float | None = None, pull: str = "never") -> RunResult:
+            user: str | None = None, limits: Limits | None = None, pull: str = "never") -> RunResult:
         """Run ``argv`` in a fresh container from ``image``; the container is removed afterwards.
 
         ``user=None`` keeps the image's USER. A non-zero exit is a result, not an error
         (buildah reports a command killed by a signal as exit code 1). A failure to create
-        the container, or ``timeout`` seconds passing, raises `CommandError`.
+        the container raises `CommandError`.
+
+        With `limits` the command is *confined*, as every pipeline call is: it runs as an
+        unprivileged user (``UNPRIVILEGED`` unless `user` says otherwise) with no
+        capabilities and no way to gain any (no_new_privs: a setuid ``su`` stays harmless),
+        as the first process of its own PID namespace, in a cgroup holding
+        its memory and process count, and is stopped after ``limits.seconds``; the result
+        then says which limit stopped it (``limit``).
         """
         if not argv:
             raise ValueError("run() needs a command")
-        net_flags, preexec = self._network(network)
+        net_flags, network_setup = self._network(network)
         start = time.perf_counter()
-        name = f"gardenbuild-run-{secrets.token_hex(6)}"
+        name = f"{owners.claim().prefix}run-{secrets.token_hex(4)}"
         self._capture("from", f"--pull={pull}", "--quiet", "--name", name, image, what=f"buildah from {image}")
+        group = None
         try:
-            cmd = self.run_argv(name, argv, env=env, volumes=volumes, workdir=workdir, network_flags=net_flags, user=user)
+            cmd = self.run_argv(name, argv, env={**({"HOME": "/tmp"} if limits else {}), **(env or {})},
+                                volumes=volumes, workdir=workdir, network_flags=net_flags,
+                                user=user or (UNPRIVILEGED if limits else None), confined=limits is not None)
+            if limits is not None:
+                group = Cgroup.create(memory=limits.memory, pids=limits.pids)
+                if group is None and limits.memory is not None and not self._warned_cgroup:
+                    self._warned_cgroup = True
+                    self.reporter.warn("no writable cgroup here: the memory limit of pipeline calls is not enforced")
+                cmd = in_own_pid_namespace(cmd)
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    preexec_fn=child_setup(group.join if group else None, network_setup,
+                                                           no_new_privileges if limits else None),
                                     start_new_session=True)
+            _LIVE.add(proc)
+            limit = None
             try:
-                stdout, stderr = proc.communicate(stdin, timeout=timeout)
+                stdout, stderr = proc.communicate(stdin, timeout=limits.seconds if limits else None)
             except subprocess.TimeoutExpired:
                 _stop(proc)
-                raise CommandError(f"{argv[0]} in {image} timed out after {timeout:g} s", cmd) from None
+                stdout, stderr, limit = b"", b"", "time"
             except BaseException:
                 _stop(proc)
                 raise
+            finally:
+                _LIVE.discard(proc)
+            if limit is None and group is not None and group.oom_killed():
+                limit = "memory"
+            peak = group.peak() if group is not None else None
         finally:
+            if group is not None:
+                group.remove()
             self._remove_container(name)
         if proc.returncode:
             stderr = strip_run_noise(stderr)
-        return RunResult(proc.returncode, stdout, stderr, time.perf_counter() - start)
+        return RunResult(proc.returncode, stdout, stderr, time.perf_counter() - start, limit, peak)
 
     def _remove_container(self, name: str) -> None:
         """Remove a working container; a failure is worth a warning, never an exception."""
         proc = subprocess.run([self.executable, "rm", name], capture_output=True, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             self.reporter.warn(f"could not remove container {name}: {proc.stderr.decode(errors='replace').strip()}")
+
+    # -- what dead processes left behind
+
+    def containers(self) -> list[dict]:
+        """Working containers: ``{"id", "name", "image", "builder"}``."""
+        out = json.loads(self._capture("containers", "--json", what="buildah containers").stdout or b"[]") or []
+        return [{"id": c.get("id", ""), "name": c.get("containername", ""), "image": c.get("imagename", ""),
+                 "builder": bool(c.get("builder"))} for c in out]
+
+    def leftovers(self) -> list[dict]:
+        """Containers that gardenbuild processes which no longer run left behind.
+
+        A dead process's `run` containers carry its claim's prefix; containers of its
+        builds (buildah names those) are the ones from the images its builds started
+        from that did not exist before, and are counted only while no other gardenbuild
+        process runs (whose builds could be making such containers right now).
+        """
+        dead, live = owners.claims()
+        if not dead:
+            return []
+        found: dict[str, dict] = {}
+        for container in self.containers():
+            for claim in dead:
+                if container["name"].startswith(claim.prefix):
+                    found[container["id"]] = {**container, "claim": claim.token}
+                elif (not live and container["builder"] and container["image"] in claim.data.get("images", [])
+                      and container["id"] not in claim.data.get("before", [])):
+                    found[container["id"]] = {**container, "claim": claim.token}
+        return list(found.values())
+
+    def sweep(self) -> list[str]:
+        """Remove what dead gardenbuild processes left (containers, claims); their names."""
+        removed = []
+        for container in self.leftovers():
+            proc = subprocess.run([self.executable, "rm", container["id"]], capture_output=True,
+                                  stdin=subprocess.DEVNULL)
+            if proc.returncode == 0:
+                removed.append(container["name"])
+        dead, live = owners.claims()
+        for claim in dead:  # its builds' containers are found only while no other process runs
+            if not live or not claim.data.get("images"):
+                owners.release(claim)
+        return removed
 
     # -- images
 
@@ -467,8 +628,8 @@ def _bare_id(text: str) -> str:
 STORAGE_CONF = (Path("/etc/containers/storage.conf"), Path("/usr/share/containers/storage.conf"))
 
 
-def _storage_images_json() -> Path:
-    """Where containers/storage keeps its image list (root's storage, as buildah uses it here)."""
+def _storage_images_json(kind: str = "images") -> Path:
+    """Where containers/storage keeps its image (or container) list (root's storage, as buildah uses it here)."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -484,7 +645,7 @@ def _storage_images_json() -> Path:
         graphroot = storage.get("graphroot", graphroot)
         driver = storage.get("driver", driver) or driver
         break
-    return Path(graphroot) / f"{driver}-images" / "images.json"
+    return Path(graphroot) / f"{driver}-{kind}" / f"{kind}.json"
 
 
 def _stored_images() -> list[dict] | None:
@@ -493,6 +654,17 @@ def _stored_images() -> list[dict] | None:
     try:
         return json.loads(_storage_images_json().read_text())
     except (OSError, ValueError):
+        return None
+
+
+def _stored_container_ids() -> set[str] | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        return {c["id"] for c in json.loads(_storage_images_json("containers").read_text())}
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 

@@ -8,6 +8,7 @@ command group lives in its own module with ``add_parsers(sub)`` and ``HANDLERS``
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from gardenbuild import __version__
@@ -33,6 +34,28 @@ def parser() -> argparse.ArgumentParser:
 GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled as Ctrl-C is: every child is stopped, nothing half-made kept."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def _on_signals() -> None:
+    """CI cancellation and `timeout` send SIGTERM, a closed terminal SIGHUP: without a handler
+    Python would die on the spot and leave buildah, its RUN steps and containers running."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            signal.signal(sig, _terminate)
+        except ValueError:  # not the main thread (main() called from a thread): leave them be
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # -q/-v belong to the top-level parser; accept them after the command too, where
@@ -40,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a in GLOBAL_FLAGS] + [a for a in argv if a not in GLOBAL_FLAGS]
     args = parser().parse_args(argv)
     reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet)
+    _on_signals()
     try:
         handlers = {name: fn for group in GROUPS for name, fn in group.HANDLERS.items()}
         return handlers[args.command](args, reporter) or 0
@@ -51,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted; nothing was tagged or cached for the unfinished step", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        print(f"error: {how}; nothing was tagged or cached for the unfinished step", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         return 0
 

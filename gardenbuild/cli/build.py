@@ -41,7 +41,7 @@ def cmd_check(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.engine.prepare import choose_base
     from gardenbuild.plan import lockfile
 
-    garden = load_garden(args)
+    garden = load_garden(args, reporter)
     data = {
         "ok": True,
         "garden": garden.name,
@@ -175,16 +175,35 @@ def _build_root_and_options(args: argparse.Namespace) -> tuple[Path, dict[str, A
     return root, {
         "base_image": getattr(args, "base_image", None) or os.environ.get("GARDENBUILD_BASE_IMAGE"),
         "locked": getattr(args, "locked", False),
+        "notebook_timeout": getattr(args, "notebook_timeout", None),
         "cache": str(default_root().resolve()),
     }
+
+
+def _garden_root(args: argparse.Namespace) -> Path:
+    from gardenbuild.manifest.load import find_gardenfile
+
+    return find_gardenfile(Path(args.dir)).parent
 
 
 def _built(args: argparse.Namespace) -> dict[str, Any]:
     """The image the last build made; calling a pipeline needs no Gardenfile validation."""
     from gardenbuild.engine.builder import require_image
-    from gardenbuild.manifest.load import find_gardenfile
 
-    return require_image(find_gardenfile(Path(args.dir)).parent, args.dir)
+    return require_image(_garden_root(args), args.dir)
+
+
+def _call_limits(args: argparse.Namespace):
+    """--timeout/--memory, else what the garden's last build recorded, else the defaults."""
+    from gardenbuild.engine.builder import last_build
+    from gardenbuild.engine.call import limits_of
+    from gardenbuild.units import parse_size
+
+    try:
+        memory = parse_size(args.memory) if args.memory else None
+    except ValueError as exc:
+        raise UserError(f"--memory: {exc}") from None
+    return limits_of(last_build(_garden_root(args)), seconds=args.timeout, memory=memory)
 
 
 def _read_input(args: argparse.Namespace) -> bytes:
@@ -211,7 +230,7 @@ def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
     if args.pipeline not in built["pipelines"]:
         raise UserError(f"{built['garden']} has no pipeline '{args.pipeline}'",
                         hint=f"pipelines: {', '.join(built['pipelines'])}")
-    outcome = call_pipeline(backend(reporter), built["image"], args.pipeline, _read_input(args))
+    outcome = call_pipeline(backend(reporter), built["image"], args.pipeline, _read_input(args), _call_limits(args))
     emit(args, {"pipeline": args.pipeline, "result": outcome.result, "timings": outcome.timings},
          json.dumps(outcome.result))
     reporter.info(f"(container {outcome.timings['container_s']:.2f} s, session load {outcome.timings['load_s']:.2f} s, "
@@ -223,7 +242,13 @@ def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
 def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.engine.call import run_tests
 
-    cases = run_tests(backend(reporter), _built(args)["image"])
+    root = _garden_root(args)
+    try:
+        metadata = json.loads((root / ".gardenbuild" / "metadata.json").read_text())
+        count = sum(len(p.get("tests", [])) for p in metadata.get("pipelines", []))
+    except (OSError, ValueError):
+        count = 1
+    cases = run_tests(backend(reporter), _built(args)["image"], _call_limits(args), count)
     for case in cases:
         mark = "PASS" if case["passed"] else "FAIL"
         line = f"{mark} {case['pipeline']}[{case['index']}]  expected {case['expected']}  got {case['actual']}"
@@ -278,7 +303,8 @@ def cmd_cache(args: argparse.Namespace, reporter: Reporter) -> int:
     if args.cache_command == "prune":
         freed = prune(store, containers, reporter, everything=args.all)
         emit(args, freed, f"removed {freed['records']} step record(s), {freed['wheels']} wheel(s), "
-                          f"{freed['images']} image(s); freed {freed['bytes'] / 1e6:.1f} MB")
+                          f"{freed['images']} image(s), {freed['containers']} leftover container(s); "
+                          f"freed {freed['bytes'] / 1e6:.1f} MB")
         return 0
     info = usage(store, containers)
     emit(args, info.as_json(), info.text())
@@ -292,6 +318,23 @@ def cmd_base(args: argparse.Namespace, reporter: Reporter) -> int:
     ref = bootstrap(args.python, buildah=backend(reporter), reporter=reporter, force=args.force)
     emit(args, {"image": ref}, f"{ref}\nuse it with: gardenbuild build DIR --base-image {ref}")
     return 0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of seconds")
+    return value
+
+
+def add_limits(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="stop a call after this long (default: the garden's [limits] call_seconds, else 600)")
+    p.add_argument("--memory", metavar="SIZE",
+                   help="stop a call that uses more memory, e.g. 2GiB (default: [limits] call_memory, else 8GiB)")
 
 
 def add_parsers(sub: Any) -> None:
@@ -326,6 +369,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--base-image", help="use this base image instead of the flavor's (also GARDENBUILD_BASE_IMAGE)")
 
     p.add_argument("--locked", action="store_true", help="fail unless Gardenfile.lock matches the garden exactly")
+    p.add_argument("--notebook-timeout", type=_seconds, metavar="SECONDS",
+                   help="stop the notebook's run after this long (default: [limits] notebook_seconds, else 3600)")
 
     p = sub.add_parser("lock", help="resolve and write Gardenfile.lock (pins wheels, base image digest, input hashes)")
     add_dir(p); add_json(p)  # noqa: E702
@@ -343,11 +388,13 @@ def add_parsers(sub: Any) -> None:
     src.add_argument("--input", help="keyword arguments as a JSON object")
     src.add_argument("--input-file", help="a file holding the JSON object")
     p.add_argument("--base-image", help=argparse.SUPPRESS)
+    add_limits(p)
     add_json(p)
 
     p = sub.add_parser("test", help="run the Gardenfile's pipeline tests inside the built image")
     add_dir(p); add_json(p)  # noqa: E702
     p.add_argument("--base-image", help=argparse.SUPPRESS)
+    add_limits(p)
 
     p = sub.add_parser("cache", help="show what the cache holds; `cache prune` frees space")
     add_json(p)

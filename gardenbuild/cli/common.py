@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gardenbuild.errors import UserError
 from gardenbuild.report import Reporter
 
 Handler = Callable[[argparse.Namespace, Reporter], Any]
@@ -31,10 +32,21 @@ def options(args: argparse.Namespace):
     """The build options the command line gives (the base image also from GARDENBUILD_BASE_IMAGE)."""
     from gardenbuild.engine.prepare import Options
 
+    from gardenbuild.refs import parse
+
     upgrade = getattr(args, "upgrade", None)
-    return Options(base_image=getattr(args, "base_image", None) or os.environ.get("GARDENBUILD_BASE_IMAGE") or None,
+    base, where = getattr(args, "base_image", None), "--base-image"
+    if not base:
+        base, where = os.environ.get("GARDENBUILD_BASE_IMAGE") or None, "GARDENBUILD_BASE_IMAGE"
+    if base is not None:
+        try:
+            parse(base)
+        except ValueError as exc:
+            raise UserError(f"{where}: {exc}") from None
+    return Options(base_image=base,
                    locked=bool(getattr(args, "locked", False)),
-                   upgrade=True if upgrade == [] else tuple(upgrade) if upgrade else False)
+                   upgrade=True if upgrade == [] else tuple(upgrade) if upgrade else False,
+                   notebook_seconds=getattr(args, "notebook_timeout", None))
 
 
 def backend(reporter: Reporter):
@@ -43,17 +55,21 @@ def backend(reporter: Reporter):
     return Buildah(reporter=reporter)
 
 
-def load_garden(args: argparse.Namespace):
+def load_garden(args: argparse.Namespace, reporter: Reporter):
+    """The garden in the folder the arguments name; its warnings said once, here."""
     from gardenbuild.manifest.load import load
 
-    return load(Path(args.dir))
+    garden = load(Path(args.dir))
+    for warning in garden.warnings:
+        reporter.warn(warning)
+    return garden
 
 
 def plan_garden(args: argparse.Namespace, reporter: Reporter):
     """The plan, without side effects: against the lock when it still matches the garden."""
     from gardenbuild.engine.prepare import plan_only
 
-    return plan_only(load_garden(args), options(args), backend=backend(reporter))
+    return plan_only(load_garden(args, reporter), options(args), backend=backend(reporter))
 
 
 def prepare_garden(args: argparse.Namespace, reporter: Reporter, backend_, *, write: bool = True):
@@ -61,7 +77,7 @@ def prepare_garden(args: argparse.Namespace, reporter: Reporter, backend_, *, wr
     from gardenbuild.engine.prepare import prepare
     from gardenbuild.engine.store import StepStore
 
-    return prepare(load_garden(args), options(args), backend=backend_, reporter=reporter,
+    return prepare(load_garden(args, reporter), options(args), backend=backend_, reporter=reporter,
                    cache_root=StepStore().root, write=write)
 
 

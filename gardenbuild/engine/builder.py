@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gardenbuild.backends import Backend
+from gardenbuild.backends import Backend, Limits
+from gardenbuild.backends.buildah import TimedOut
 from gardenbuild.backends.debs import PinnedDeb
 from gardenbuild.backends.deps import PinnedWheel, WheelStore, find_uv, lock_text
 from gardenbuild.engine.call import run_tests
@@ -50,6 +52,8 @@ from gardenbuild.report import Reporter
 from gardenbuild.runtime.protocol import parse_markers
 
 OUTPUT_DIR = ".gardenbuild"
+#: Beyond the notebook's own limit, what a garden build may take (copying, saving, committing).
+BUILD_GRACE_SECONDS = 300
 Record = dict[str, Any]
 
 
@@ -221,8 +225,14 @@ def build_env_step(step: Step, ctx: Context) -> Record:
     return {"image": image, "image_id": image_id}
 
 
-def _copy_checked(src: Path, dest: Path, sha256: str, shown: str) -> None:
-    """Copy `src` to `dest`, refusing it unless its content is the one the step's key hashed."""
+def _copy_checked(root: Path, rel: str, dest: Path, sha256: str) -> None:
+    """Copy ``root/rel`` to `dest`, refusing it unless it is inside `root` (a link swapped in
+    since planning may not lead out) and its content is the one the step's key hashed."""
+    src = root / rel
+    if not Path(os.path.realpath(src)).is_relative_to(root.resolve()):
+        raise UserError(f"{rel} now leads outside the garden folder ({os.path.realpath(src)})",
+                        hint="gardenbuild never copies a file from outside the folder; remove the link")
+    shown = rel
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     with src.open("rb") as fin, dest.open("wb") as fout:
@@ -241,7 +251,7 @@ def execute_step(step: Step, ctx: Context) -> Record:
     log: list[str] = []
     try:
         for rel in step.params["files"]:
-            _copy_checked(ctx.root / rel, context / "garden" / "src" / rel, inputs[rel], rel)
+            _copy_checked(ctx.root, rel, context / "garden" / "src" / rel, inputs[rel])
         runtime = runtime_files()
         if tree_sha256(runtime) != inputs["runtime"]:
             raise UserError("gardenbuild's runtime changed while the garden was building", hint="build again")
@@ -251,15 +261,22 @@ def execute_step(step: Step, ctx: Context) -> Record:
             shutil.copyfile(path, dest)
         rendered = ctx.parents["render-garden"]["files"]
         (context / "garden" / "pipelines.json").write_text(rendered["pipelines.json"])
+        (context / "garden" / "home").mkdir()  # the notebook's HOME: nobody has one of its own
         containerfile = context / "Containerfile"
         containerfile.write_text(rendered["Containerfile"])
+        limit = step.params["notebook_seconds"]
         try:
+            # The notebook stops itself at its limit; the build as a whole gets a little more.
             image_id = ctx.backend.bud(containerfile, context, tag=None if ctx.fresh else image,
-                                       no_cache=ctx.fresh, on_line=log.append)
+                                       no_cache=ctx.fresh, on_line=log.append, timeout=limit + BUILD_GRACE_SECONDS)
         except BackendError as exc:
             error = notebook_error(getattr(exc, "log", exc.log_tail), notebook)
             if error is not None:
                 raise error from None
+            if isinstance(exc, TimedOut):
+                raise BuildError(f"building {notebook} took more than its time limit of {limit:g} s and was stopped",
+                                 hint="raise notebook_seconds in the [limits] table of Gardenfile.toml, "
+                                      "or build with --notebook-timeout SECONDS") from None
             raise
     finally:
         ctx.store.discard(context)
@@ -281,7 +298,8 @@ def test_step(step: Step, ctx: Context) -> Record:
     if not step.params["cases"]:
         report = {"cases": []}
         return {"cases": [], "files": {"test-report.json": json.dumps(report, indent=2) + "\n"}}
-    cases = run_tests(ctx.backend, ctx.parents["execute-notebook"]["image"])
+    limits = Limits(seconds=step.params["limits"]["seconds"], memory=step.params["limits"]["memory"])
+    cases = run_tests(ctx.backend, ctx.parents["execute-notebook"]["image"], limits, step.params["cases"])
     for case in cases:
         mark = "pass" if case["passed"] else "FAIL"
         ctx.reporter.info(f"   {mark} {case['pipeline']}[{case['index']}]: expected {case['expected']}, got {case['actual']}"
@@ -360,9 +378,12 @@ class Builder:
         return {**record, "key": step.key}
 
     def run(self) -> BuildResult:
+        from gardenbuild.engine.cache import sweep
+
         self.out.mkdir(parents=True, exist_ok=True)
         memory = self.store.remembered(self.garden.name, self.garden.root)
-        with self.store.lock(f"garden-{self.garden.name}"):
+        with self.store.lock(f"garden-{self.garden.name}", reporter=self.reporter):
+            sweep(self.store, self.backend, self.reporter)
             result = BuildResult(self.garden.name, self.plan.image, "", self.plan.env_image, self.out)
             for step in self.plan.steps():
                 started = time.monotonic()

@@ -2,9 +2,10 @@
 
 Pruning keeps what the last build of every garden folder still uses (the remembered
 step snapshots) and removes the rest: other step records, wheels no kept resolution
-names, scratch folders and half-written records older than a day, and gardenbuild's own
-images (env and garden tags) that no kept record points at. Only those tags are removed:
-base images, and any other name an image carries, are never touched.
+names, gardenbuild's own images (env and garden tags) that no kept record points at, and
+what dead gardenbuild processes left (`sweep`: their containers, scratch folders and
+partial downloads; every build sweeps too). Only gardenbuild's tags are removed: base
+images, and any other name an image carries, are never touched.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from gardenbuild.errors import GardenError
 from gardenbuild.report import Reporter
 
 OWN_IMAGES = ("localhost/gardenbuild/env:", "localhost/gardens/")
-#: Scratch left this long is a killed build's, never a running one's (a build's context lives minutes).
-STALE_SECONDS = 24 * 3600
+#: A half-written record this old is a killed writer's (atomic_write holds one for milliseconds).
+STALE_SECONDS = 3600
 
 
 def _age(path: Path) -> float:
@@ -47,6 +48,7 @@ class Usage:
     wheel_bytes: int
     resolutions: int
     images: list[dict[str, Any]]
+    leftovers: list[dict[str, Any]]  # containers of gardenbuild processes that died
 
     def as_json(self) -> dict[str, Any]:
         return self.__dict__ | {"image_bytes": sum(i["size"] for i in self.images)}
@@ -59,7 +61,28 @@ class Usage:
                  f"  wheels and .debs: {self.wheels} ({self.wheel_bytes * mb:.1f} MB), resolutions: {self.resolutions}",
                  f"  images: {len(self.images)} ({sum(i['size'] for i in self.images) * mb:.0f} MB)"]
         lines += [f"    {', '.join(i['names'])}  {i['size'] * mb:.0f} MB" for i in self.images]
+        if self.leftovers:
+            lines.append(f"  left by gardenbuild processes that died: {len(self.leftovers)} container(s) "
+                         "(`gardenbuild cache prune` removes them)")
+            lines += [f"    {c['name']}  (from {c['image']})" for c in self.leftovers]
         return "\n".join(lines)
+
+
+def sweep(store: StepStore, backend: Backend, reporter: Reporter) -> dict[str, int]:
+    """Remove what gardenbuild processes that died left behind: containers, scratch folders,
+    partial downloads. What running processes own is never touched (they hold locks)."""
+    from gardenbuild.backends.deps import sweep_partial
+
+    containers = backend.sweep()
+    scratch = store.sweep_scratch()
+    partial = sweep_partial(store.root)
+    if containers:
+        reporter.info(f"removed {len(containers)} container(s) left by a gardenbuild process that died: "
+                      + ", ".join(containers))
+    if scratch or partial:
+        reporter.info(f"removed {(scratch + partial) / 1e6:.1f} MB of scratch files and partial downloads "
+                      "left by a gardenbuild process that died")
+    return {"containers": len(containers), "bytes": scratch + partial}
 
 
 def own_images(backend: Backend) -> list[dict[str, Any]]:
@@ -75,6 +98,7 @@ def usage(store: StepStore, backend: Backend) -> Usage:
         root=str(store.root), steps=kinds, step_bytes=_du(store.root / "steps"), wheels=len(files),
         wheel_bytes=sum(f.stat().st_size for f in files),
         resolutions=len(list((store.root / "resolve").glob("*.json"))), images=own_images(backend),
+        leftovers=backend.leftovers(),
     )
 
 
@@ -91,7 +115,8 @@ def _kept_keys(store: StepStore) -> set[str]:
 def prune(store: StepStore, backend: Backend, reporter: Reporter, *, everything: bool = False) -> dict[str, int]:
     """Remove what no garden's last build uses (or everything); return counts and bytes freed."""
     kept = set() if everything else _kept_keys(store)
-    freed = {"records": 0, "wheels": 0, "images": 0, "bytes": 0}
+    swept = sweep(store, backend, reporter)
+    freed = {"records": 0, "wheels": 0, "images": 0, "bytes": swept["bytes"], "containers": swept["containers"]}
     kept_images, kept_wheels = set(), set()
     for entry in list(store.entries()):
         if entry.key in kept:
@@ -110,14 +135,9 @@ def prune(store: StepStore, backend: Backend, reporter: Reporter, *, everything:
     if everything:
         for folder in ("resolve", "gardens"):
             shutil.rmtree(store.root / folder, ignore_errors=True)
-    # Scratch folders and half-written records of killed builds; a build running now owns
-    # fresh ones (its build context, the record it is writing), so those stay.
-    for stale in [*(store.root / "tmp").glob("*"), *(store.root / "steps").glob(f"*/{TMP_GLOB}")]:
+    for stale in (store.root / "steps").glob(f"*/{TMP_GLOB}"):  # records a killed writer left half-written
         if _age(stale) > STALE_SECONDS:
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                stale.unlink(missing_ok=True)
+            stale.unlink(missing_ok=True)
     for image in own_images(backend):
         if image["id"] in kept_images:
             continue

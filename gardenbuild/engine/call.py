@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gardenbuild.backends import Backend
+from gardenbuild.backends import Backend, Limits
 from gardenbuild.errors import BuildError, GardenError, UserError
 from gardenbuild.runtime.protocol import parse_markers
+from gardenbuild.units import format_size
 
 PYTHON = "/opt/garden/venv/bin/python"
 
@@ -30,10 +32,36 @@ def _parse(run: Any) -> tuple[list[Any], list[dict[str, Any]], str]:
     return results, errors, stderr
 
 
-def call_pipeline(backend: Backend, image: str, pipeline: str, payload: bytes) -> Outcome:
+#: What a call may use when neither the garden nor the caller says.
+DEFAULT_LIMITS = Limits(seconds=600, memory=8 * 2**30)
+
+
+class LimitExceeded(GardenError):
+    """A pipeline call or a test ran past a limit and was stopped."""
+
+
+def limits_of(summary: Mapping[str, Any] | None, *, seconds: float | None = None, memory: int | None = None) -> Limits:
+    """A call's limits: what the caller asks, else what the garden's build recorded, else the defaults."""
+    recorded = (summary or {}).get("limits") or {}
+    return Limits(seconds=seconds or recorded.get("call_seconds") or DEFAULT_LIMITS.seconds,
+                  memory=memory or recorded.get("call_memory") or DEFAULT_LIMITS.memory)
+
+
+def _check_limits(run: Any, what: str, limits: Limits) -> None:
+    if run.limit == "memory":
+        raise LimitExceeded(f"{what} used more than its memory limit of {format_size(limits.memory or 0)} and was stopped",
+                            hint="raise it with --memory SIZE, or call_memory in the [limits] table of Gardenfile.toml")
+    if run.limit == "time":
+        raise LimitExceeded(f"{what} ran past its time limit of {limits.seconds:g} s and was stopped",
+                            hint="raise it with --timeout SECONDS, or call_seconds in the [limits] table of Gardenfile.toml")
+
+
+def call_pipeline(backend: Backend, image: str, pipeline: str, payload: bytes, limits: Limits = DEFAULT_LIMITS) -> Outcome:
+    """Call `pipeline` in a fresh, confined container of `image` (see `Backend.run`)."""
     started = time.monotonic()
-    run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", pipeline], stdin=payload)
+    run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", pipeline], stdin=payload, limits=limits)
     total = time.monotonic() - started
+    _check_limits(run, f"pipeline '{pipeline}'", limits)
     results, errors, stderr = _parse(run)
     if errors:
         raise _call_error(pipeline, errors[-1])
@@ -58,8 +86,12 @@ def _call_error(pipeline: str, err: dict[str, Any]) -> GardenError:
                          hint="the traceback above is the pipeline's own, from the notebook's cells")
 
 
-def run_tests(backend: Backend, image: str) -> list[dict[str, Any]]:
-    run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", "--test"])
+def run_tests(backend: Backend, image: str, limits: Limits = DEFAULT_LIMITS, cases: int = 1) -> list[dict[str, Any]]:
+    """Run the garden's `cases` test cases in one confined container, which gets `limits`'s
+    time once per case."""
+    whole = Limits(seconds=(limits.seconds or 0) * max(cases, 1) or None, memory=limits.memory, pids=limits.pids)
+    run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", "--test"], limits=whole)
+    _check_limits(run, "the pipeline tests", whole)
     results, errors, stderr = _parse(run)
     if errors or not results:
         detail = (errors[-1].get("message") or errors[-1].get("exception")) if errors else stderr.strip()[-1000:]

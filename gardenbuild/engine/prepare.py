@@ -45,6 +45,13 @@ class Options:
     base_image: str | None = None  # --base-image / GARDENBUILD_BASE_IMAGE: this machine's choice
     locked: bool = False  # --locked: build exactly what the lock describes, or refuse
     upgrade: bool | tuple[str, ...] = False  # lock --upgrade [PKG ...]
+    notebook_seconds: float | None = None  # build --notebook-timeout: overrides [limits] notebook_seconds
+
+    def apply(self, garden: Garden) -> Garden:
+        """The garden with what the command line overrides in it (not the base: see `choose_base`)."""
+        if self.notebook_seconds is None:
+            return garden
+        return replace(garden, limits=replace(garden.limits, notebook_seconds=self.notebook_seconds))
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,7 @@ def prepare(garden: Garden, options: Options = Options(), *, backend: Backend, r
             return resolve_debs(packages, base, backend=backend, reporter=reporter)
 
     lock = before = lockfile.read(garden.root)
-    garden = garden.with_base_image(choose_base(garden, options, lock))
+    garden = options.apply(garden).with_base_image(choose_base(garden, options, lock))
     base = garden.base_image
     local = machine_local(base)
     inputs = inputs_for(garden)
@@ -225,7 +232,7 @@ def plan_only(garden: Garden, options: Options = Options(), *, backend: Backend)
     lock's pins when it still matches the garden, the base by the digest the lock (or,
     for a local image, local storage) knows."""
     lock = lockfile.read(garden.root)
-    garden = garden.with_base_image(choose_base(garden, options, lock))
+    garden = options.apply(garden).with_base_image(choose_base(garden, options, lock))
     inputs = inputs_for(garden)
     changes: list[str] = []
     if lock is not None:

@@ -22,14 +22,17 @@ _SKIP_DIRS = {".gardenbuild", ".git", ".ipynb_checkpoints", "__pycache__"}
 
 
 def _tree(h: "hashlib._Hash", root: Path, label: str) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root):  # os.walk follows no link to a folder
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        for name in sorted(filenames):
+        for name in sorted(filenames) + sorted(d for d in dirnames if os.path.islink(os.path.join(dirpath, d))):
             path = Path(dirpath) / name
             h.update(f"{label}/{path.relative_to(root).as_posix()}\0".encode())
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
+            if path.is_symlink():  # a link is its target's name: never read through it (it may lead nowhere)
+                h.update(b"link:" + os.readlink(path).encode())
+            else:
+                with path.open("rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
             h.update(b"\0")
 
 

@@ -9,6 +9,7 @@ entry, and a file lock serialises builds of the same garden.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -43,6 +44,9 @@ def _umask() -> int:
 UMASK = _umask()
 #: What a stray temporary file of `atomic_write` is called; `cache prune` removes them.
 TMP_GLOB = ".*.tmp"
+#: The file in a scratch folder its owner keeps flocked.
+OWNER = ".owner"
+_HELD: dict[Path, int] = {}  # scratch folders of this process -> the fd holding their lock
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -122,23 +126,65 @@ class StepStore:
             yield Entry(record.get("key", path.stem), record.get("kind", "?"), record, size)
 
     @contextmanager
-    def lock(self, name: str, timeout: float = 600) -> Iterator[None]:
-        """Hold an exclusive lock named `name` (e.g. a garden) across processes."""
+    def lock(self, name: str, timeout: float = 600, reporter: Any = None) -> Iterator[None]:
+        """Hold an exclusive lock named `name` (e.g. a garden) across processes; a process
+        that has to wait says so (to `reporter`) instead of waiting in silence."""
         path = self.root / "locks" / f"{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path), timeout=timeout)
         try:
-            with FileLock(str(path), timeout=timeout):
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                if reporter is not None:
+                    reporter.info(f"waiting for another gardenbuild process that is building '{name.removeprefix('garden-')}' "
+                                  f"(up to {timeout:.0f} s); its result will be reused")
+                lock.acquire(timeout=timeout)
+            try:
                 yield
+            finally:
+                lock.release()
         except Timeout:
             raise UserError(f"another gardenbuild process has been building '{name}' for {timeout:.0f}s",
                             hint=f"wait for it, or remove {path} if no build is running") from None
 
     def scratch(self) -> Path:
-        """A fresh temporary folder inside the store (same filesystem, so hard links work)."""
+        """A fresh temporary folder inside the store (same filesystem, so hard links work).
+
+        Its ``.owner`` file stays flocked until `discard`, so `sweep_scratch` can tell the
+        folder of a running build from one a killed build left behind.
+        """
         base = self.root / "tmp"
         base.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=base))
+        path = Path(tempfile.mkdtemp(dir=base))
+        fd = os.open(path / OWNER, os.O_WRONLY | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _HELD[path] = fd
+        return path
 
     @staticmethod
     def discard(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
+        fd = _HELD.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def sweep_scratch(self) -> int:
+        """Remove scratch folders whose owner is gone; return the bytes freed."""
+        freed = 0
+        for folder in sorted((self.root / "tmp").glob("*")):
+            if not folder.is_dir() or folder in _HELD:
+                continue
+            try:
+                fd = os.open(folder / OWNER, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # being made right now, or not ours
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # a running build's
+            freed += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+            shutil.rmtree(folder, ignore_errors=True)
+            os.close(fd)
+        return freed

@@ -39,6 +39,19 @@ class PipelineSpec:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """The Gardenfile's [limits], in seconds and bytes."""
+
+    notebook_seconds: float = 3600
+    call_seconds: float = 600
+    call_memory: int = 8 * 2**30
+
+    def as_json(self) -> dict[str, Any]:
+        return {"notebook_seconds": self.notebook_seconds, "call_seconds": self.call_seconds,
+                "call_memory": self.call_memory}
+
+
+@dataclass(frozen=True)
 class Garden:
     """A Gardenfile after validation and resolution; the planner's only input."""
 
@@ -52,11 +65,14 @@ class Garden:
     indexes: tuple[str, ...]
     system_packages: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
+    secrets: tuple[str, ...]  # host variables the notebook's run reads; their values are never stored
     notebook: str  # relative to root, POSIX
     files: tuple[str, ...]  # relative POSIX paths copied into the image (notebook included), sorted
     pipelines: tuple[PipelineSpec, ...]
     publish: Publish
+    limits: Limits = Limits()
     explicit_base: bool = False  # the Gardenfile names its base image (else the flavor's, or the lock's)
+    warnings: tuple[str, ...] = ()  # not wrong, but probably not meant (an include pattern matching nothing)
 
     @property
     def name(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from gardenbuild.units import parse_size
 from gardenbuild.errors import ConfigError, Problem, UserError
 from gardenbuild.manifest import flavors as flavor_table
 from gardenbuild.manifest.flavors import Flavor
@@ -24,6 +26,7 @@ from gardenbuild.manifest.garden import (
     GLOBUS_REQUIREMENTS,
     RUNTIME_REQUIREMENTS,
     Garden,
+    Limits,
     PipelineSpec,
     TestSpec,
 )
@@ -220,19 +223,69 @@ def _inside(root: Path, relative: str) -> Path | None:
     return candidate if candidate.is_relative_to(root.resolve()) else None
 
 
-def _files(root: Path, notebook: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class Discovered:
+    """The files a garden copies into its image, and what was wrong or odd on the way."""
+
+    files: tuple[str, ...]
+    problems: tuple[tuple[tuple, str], ...] = ()  # (key path, message)
+    warnings: tuple[str, ...] = ()
+
+
+def _outside_pattern(pattern: str) -> bool:
+    parts = Path(pattern).parts
+    return pattern.startswith(("/", "~")) or ".." in parts
+
+
+def discover_files(root: Path, notebook: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> Discovered:
+    """Walk `root` (never following a link), pick the files `include`/`exclude` select.
+
+    A symbolic link is copied as the file it points to when that file is inside the
+    folder; a link that leads outside, or nowhere, is refused: a garden must never carry
+    a host file into an image that gets pushed. Links to folders are not followed.
+    """
+    root = root.resolve()
+    problems: list[tuple[tuple, str]] = []
+    warnings: list[str] = []
+    for key, patterns in (("include", include), ("exclude", exclude)):
+        for i, pattern in enumerate(patterns):
+            if _outside_pattern(pattern):
+                problems.append(((key, i), f"pattern '{pattern}' points outside the garden folder; "
+                                           "patterns are relative to the folder and stay inside it"))
     picked = {notebook}
-    for file in sorted(root.rglob("*")):
-        rel = file.relative_to(root)
-        if not file.is_file() or any(part in ALWAYS_EXCLUDED or part.startswith(".") for part in rel.parts):
-            continue
-        posix = rel.as_posix()
-        if include and not any(fnmatch.fnmatch(posix, g) for g in include):
-            continue
-        if any(fnmatch.fnmatch(posix, g) for g in exclude):
-            continue
-        picked.add(posix)
-    return tuple(sorted(picked))
+    matched = dict.fromkeys(include, False)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if d not in ALWAYS_EXCLUDED and not d.startswith("."))
+        for name in sorted(filenames) + [d for d in dirnames if (here / d).is_symlink()]:
+            if name in ALWAYS_EXCLUDED or name.startswith("."):
+                continue
+            path = here / name
+            posix = path.relative_to(root).as_posix()
+            hits = [g for g in include if fnmatch.fnmatch(posix, g)]
+            for g in hits:
+                matched[g] = True
+            if (include and not hits) or any(fnmatch.fnmatch(posix, g) for g in exclude):
+                continue
+            if path.is_symlink():
+                target = Path(os.path.realpath(path))
+                where = ("include",) if include else ()
+                if not target.exists():
+                    problems.append((where, f"{posix} is a symbolic link to {os.readlink(path)}, which does not exist; "
+                                            "remove the link or list it in exclude"))
+                    continue
+                if not target.is_relative_to(root):
+                    problems.append((where, f"{posix} is a symbolic link to {target}, outside the garden folder; "
+                                            "gardenbuild never copies a file from outside it: copy the file in, "
+                                            "or list the link in exclude"))
+                    continue
+                if target.is_dir():
+                    continue  # the folder's files are picked up under their own path
+            picked.add(posix)
+    for pattern, hit in matched.items():
+        if not hit and not _outside_pattern(pattern):
+            warnings.append(f"include pattern '{pattern}' matches no file in {root}")
+    return Discovered(tuple(sorted(picked)), tuple(problems), tuple(warnings))
 
 
 def _read_requirements_file(path: Path) -> list[str]:
@@ -253,6 +306,7 @@ class _Outside:
     base_image: str | None = None
     requirements: list[str] = field(default_factory=list)  # from requirements_file and %pip lines
     notebook: Path | None = None
+    files: Discovered | None = None
 
 
 def _check_outside(data: Mapping[str, Any], path: Path, lines: dict, skip: Iterable[tuple] = ()) -> _Outside:
@@ -336,6 +390,14 @@ def _check_outside(data: Mapping[str, Any], path: Path, lines: dict, skip: Itera
             problem(("notebook",), f"{notebook}: {message}")
         out.requirements.extend(facts.pip_requirements)
 
+    patterns = {k: data.get(k, ()) for k in ("include", "exclude")}
+    if out.notebook is not None and all(isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+                                        and not any(r[:1] == (k,) for r in rejected) for k, v in patterns.items()):
+        out.files = discover_files(root, out.notebook.relative_to(root).as_posix(),
+                                   tuple(patterns["include"]), tuple(patterns["exclude"]))
+        for loc, message in out.files.problems:
+            problem(loc, message)
+
     pipelines = data.get("pipeline", ())
     seen: set[str] = set()
     for i, p in enumerate(pipelines if isinstance(pipelines, (list, tuple)) else ()):
@@ -365,6 +427,7 @@ def resolve(spec: Gardenfile, text: str, path: Path) -> Garden:
     if found.problems:
         raise ConfigError(_in_order(found.problems), hint=f"fix the problems above in {path}")
     assert found.flavor is not None and found.base_image is not None and found.notebook is not None
+    assert found.files is not None
 
     env = spec.environment
     requirements = list(found.flavor.packages) + list(env.requirements) + found.requirements
@@ -386,10 +449,13 @@ def resolve(spec: Gardenfile, text: str, path: Path) -> Garden:
         indexes=found.flavor.indexes,
         system_packages=tuple(sorted(set(env.system_packages))),
         env=tuple(sorted(env.env.items())),
+        secrets=tuple(sorted(set(env.secrets))),
         notebook=notebook,
-        files=_files(root, notebook, spec.include, spec.exclude),
+        files=found.files.files,
+        warnings=found.files.warnings,
         pipelines=pipelines,
         publish=spec.publish,
+        limits=Limits(spec.limits.notebook_seconds, spec.limits.call_seconds, parse_size(spec.limits.call_memory)),
         explicit_base=env.base_image is not None,
     )
 

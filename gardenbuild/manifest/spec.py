@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gardenbuild.manifest.flavors import supported_pythons
 
@@ -138,10 +138,52 @@ def _env_name(value: str) -> str:
     return value
 
 
+#: Names whose values are credentials: never written into an image (see `secrets`).
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
+#: Variables the image itself sets; a garden's env may not replace them.
+RESERVED_ENV = {
+    "PATH": "the image puts its virtual environment first on PATH",
+    "PYTHONPATH": "the gardenbuild runtime lives on PYTHONPATH; modules beside the notebook import without it",
+    "VIRTUAL_ENV": "the image's virtual environment is fixed",
+    "HOME": "the notebook runs as an unprivileged user whose HOME the image sets",
+    "PYTHONHASHSEED": "the notebook runs with PYTHONHASHSEED=0 so its session reproduces",
+    "SOURCE_DATE_EPOCH": "builds set it to 0 so they reproduce",
+    "PYTHONDONTWRITEBYTECODE": "the image compiles its bytecode once, reproducibly",
+}
+
+
+def _env_entry_name(value: str) -> str:
+    value = _env_name(value)
+    if SECRET_NAME.search(value):
+        raise ValueError(f"'{value}' looks like a credential, and env values are written into the image for anyone "
+                         f"to read; declare it as secrets = [\"{value}\"] in [environment] and export it when you build")
+    if value in RESERVED_ENV:
+        raise ValueError(f"'{value}' cannot be set here: {RESERVED_ENV[value]}")
+    return value
+
+
+def _one_line(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("env values must be one line without control characters (a Containerfile ENV cannot "
+                         "carry a newline faithfully); split it into several variables")
+    return value
+
+
+def _image_reference(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from gardenbuild.refs import parse
+
+    parse(value)
+    return value
+
+
 # Checked one item at a time, so every bad entry is reported with its own index or key.
 RequirementText = Annotated[str, AfterValidator(_pep508)]
 PackageName = Annotated[str, AfterValidator(_debian_package)]
 EnvVarName = Annotated[str, AfterValidator(_env_name)]
+EnvEntryName = Annotated[str, AfterValidator(_env_entry_name)]
+EnvValue = Annotated[str, AfterValidator(_one_line)]
 
 
 class Environment(Strict):
@@ -150,8 +192,16 @@ class Environment(Strict):
     requirements: tuple[RequirementText, ...] = ()
     requirements_file: str | None = None
     system_packages: tuple[PackageName, ...] = ()
-    env: dict[EnvVarName, str] = Field(default_factory=dict)
-    base_image: str | None = None
+    env: dict[EnvEntryName, EnvValue] = Field(default_factory=dict)
+    secrets: tuple[EnvVarName, ...] = ()  # names of host variables the notebook's run may read, never stored
+    base_image: Annotated[str | None, AfterValidator(_image_reference)] = None
+
+    @model_validator(mode="after")
+    def _secret_not_in_env(self) -> "Environment":
+        both = sorted(set(self.secrets) & set(self.env))
+        if both:
+            raise ValueError(f"{', '.join(both)} is both a secret and an env value; keep it in secrets only")
+        return self
 
     @field_validator("python", mode="before")
     @classmethod
@@ -178,6 +228,21 @@ class Pipeline(Strict):
     test: tuple[TestCase, ...] = ()
 
 
+def _size(value: str | int) -> str | int:
+    from gardenbuild.units import parse_size
+
+    parse_size(value)
+    return value
+
+
+class Limits(Strict):
+    """What a build and each call may use; generous defaults, raised here per garden."""
+
+    notebook_seconds: float = Field(default=3600, gt=0)  # the notebook's run at build time
+    call_seconds: float = Field(default=600, gt=0)  # one pipeline call: run, tests, serving
+    call_memory: Annotated[str | int, AfterValidator(_size)] = "8GiB"  # memory of one call
+
+
 class Publish(Strict):
     registry: str | None = None
     globus: bool = False
@@ -195,4 +260,5 @@ class Gardenfile(Strict):
     garden: GardenMeta
     environment: Environment = Field(default_factory=Environment)
     pipeline: tuple[Pipeline, ...] = Field(min_length=1)
+    limits: Limits = Field(default_factory=Limits)
     publish: Publish = Field(default_factory=Publish)

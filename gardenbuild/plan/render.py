@@ -17,13 +17,21 @@ VENV = "/opt/garden/venv"
 WHEELHOUSE = "/opt/gardenbuild/wheels"
 UV = "/opt/gardenbuild/uv"
 DEBS = "/opt/gardenbuild/debs"
+#: Who the notebook runs as at build time (pipeline calls are confined at run time).
+NOTEBOOK_USER = "65534:65534"
 ENV_TEMPLATE = "Containerfile.env.j2"
 GARDEN_TEMPLATE = "Containerfile.j2"
 
 
 def quote(value: object) -> str:
-    """A double-quoted Containerfile string: one line, backslashes and quotes escaped."""
-    text = " ".join(str(value).split())
+    """A double-quoted Containerfile string: backslashes, quotes and ``$`` escaped.
+
+    A value that spans lines (a label from a multi-line description) becomes one line,
+    its whitespace runs joined by single spaces; anything else is kept exactly (env values
+    with a newline are refused when the Gardenfile is read)."""
+    text = str(value)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        text = " ".join(text.split())
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
@@ -82,7 +90,10 @@ def garden_context(garden: Garden) -> dict[str, Any]:
         "gardenbuild_version": __version__,
         "env": dict(garden.env),
         "notebook": garden.notebook,
+        "notebook_seconds": f"{garden.limits.notebook_seconds:g}",
         "labels": labels(garden),
+        "user": NOTEBOOK_USER,
+        "venv_python": f"{VENV}/bin/python",
     }
 
 

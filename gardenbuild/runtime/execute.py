@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import signal
 import sys
 import time
 import traceback
@@ -133,9 +134,25 @@ def _cell_error(notebook: str, cell: Cell, line: int | None, exception: str, tb:
 # --------------------------------------------------------------------------- running
 
 
-def _run_cells(notebook: str, cells: list[Cell], codes: list[types.CodeType], ns: dict[str, Any]) -> list[float]:
-    """Execute the cells in ``ns``; returns each cell's run time in seconds."""
+class OutOfTime(BaseException):
+    """The notebook's time limit ran out (raised into the running cell by SIGALRM)."""
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise OutOfTime()
+
+
+def _run_cells(notebook: str, cells: list[Cell], codes: list[types.CodeType], ns: dict[str, Any],
+               timeout: float | None = None) -> list[float]:
+    """Execute the cells in ``ns``; returns each cell's run time in seconds.
+
+    With `timeout`, the notebook as a whole may run that many seconds; the cell running
+    when they run out is named, with the limit to raise.
+    """
     seconds = []
+    if timeout:
+        signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
     for n, (cell, code) in enumerate(zip(cells, codes), start=1):
         print(f"gardenbuild: cell {n}/{len(cells)} (notebook cell {cell.index})", file=sys.__stdout__, flush=True)
         started = time.perf_counter()
@@ -146,6 +163,13 @@ def _run_cells(notebook: str, cells: list[Cell], codes: list[types.CodeType], ns
                 asyncio.run(eval(code, ns))
             else:
                 exec(code, ns)
+        except OutOfTime:
+            raise Failure([{
+                "kind": "timeout", "notebook": os.path.basename(notebook), "cell": cell.index, "limit_seconds": timeout,
+                "message": f"{os.path.basename(notebook)} cell {cell.index} was still running when the notebook's "
+                           f"time limit of {timeout:g} s ran out",
+                "hint": "raise notebook_seconds in the [limits] table of Gardenfile.toml, "
+                        "or build with --notebook-timeout SECONDS"}]) from None
         except BaseException as e:  # noqa: BLE001 - SystemExit/KeyboardInterrupt stop a cell too
             line = innermost_line(e, cell_filename(notebook, cell.index))
             raise Failure([_cell_error(notebook, cell, line, describe_exception(e), user_traceback(e))]) from None
@@ -155,6 +179,8 @@ def _run_cells(notebook: str, cells: list[Cell], codes: list[types.CodeType], ns
             except Exception:  # noqa: BLE001 - a notebook may have swapped in an odd stream
                 pass
         seconds.append(time.perf_counter() - started)
+    if timeout:
+        signal.setitimer(signal.ITIMER_REAL, 0)
     return seconds
 
 
@@ -347,7 +373,7 @@ def _write_metadata(path: str, metadata: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def build(notebook: str, config_path: str, out: str) -> None:
+def build(notebook: str, config_path: str, out: str, timeout: float | None = None) -> None:
     """Run ``notebook`` and write the session and metadata into ``out``; raises `Failure`."""
     import dill  # checked first: a missing dill is an image problem, not the notebook's
 
@@ -376,7 +402,7 @@ def build(notebook: str, config_path: str, out: str) -> None:
     main = new_main_module()
 
     started = time.perf_counter()
-    seconds = _run_cells(notebook, cells, codes, main.__dict__)
+    seconds = _run_cells(notebook, cells, codes, main.__dict__, timeout)
     ran = time.perf_counter() - started
     slowest = sorted(zip(seconds, cells), key=lambda sc: -sc[0])[:3]
     detail = ", ".join(f"cell {c.index} {s:.2f} s" for s, c in slowest)
@@ -414,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notebook", required=True, help="the .ipynb to run")
     parser.add_argument("--config", required=True, help="JSON: garden name and expected pipelines")
     parser.add_argument("--out", required=True, help="folder for session.pkl and metadata.json")
+    parser.add_argument("--timeout", type=float, help="seconds the notebook may run in all")
     args = parser.parse_args(argv)
     # Markers and progress go to the process's real streams, whatever the notebook
     # does to sys.stdout/sys.stderr.
@@ -423,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     except AttributeError:
         pass
     try:
-        build(args.notebook, args.config, args.out)
+        build(args.notebook, args.config, args.out, args.timeout)
     except Failure as failure:
         sys.stdout.flush()
         for payload in failure.payloads:
