@@ -34,3 +34,23 @@ def publish_cli(*argv: str) -> tuple[argparse.Namespace, int]:
     commands.add_parsers(top.add_subparsers(dest="command"))
     args = top.parse_args(list(argv))
     return args, commands.HANDLERS[args.command](args, RecordingReporter())
+
+
+def write_garden(folder: Path, cells: list[str], pipelines: list[str], *, name: str | None = None,
+                 extra: str = "", environment: str = "", tables: str = "") -> Path:
+    """A small garden made on the spot: a notebook of `cells`, the plain flavor (its env
+    image, dill only, is shared by every such garden), and a [[pipeline]] per name."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c}
+                          for c in cells]}
+    (folder / "model.ipynb").write_text(json.dumps(notebook, indent=1))
+    slug = name or folder.name.replace("_", "-")
+    pipes = "".join(f'\n[[pipeline]]\nname = "{p}"\n' for p in pipelines)
+    (folder / "Gardenfile.toml").write_text(
+        f'notebook = "model.ipynb"\n{extra}\n[garden]\nname = "{slug}"\ntitle = "Test garden {slug}"\n'
+        f'license = "MIT"\n\n[[garden.authors]]\nname = "Test Author"\n\n'
+        f'[environment]\npython = "3.11"\nflavor = "base"\n{environment}\n{pipes}\n{tables}')
+    return folder

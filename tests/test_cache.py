@@ -384,7 +384,7 @@ def test_a_second_build_of_the_same_garden_waits_then_says_who_holds_it(tmp_path
         with pytest.raises(UserError) as info:
             with store.lock("garden-x", timeout=1):
                 pass
-        assert info.value.message == "another gardenbuild process has been building 'garden-x' for 1s"
+        assert info.value.message == "another gardenbuild process has been building 'x' for 1 s"
         with store.lock("garden-y", timeout=1):  # other gardens are not held up
             pass
     finally:

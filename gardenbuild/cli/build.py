@@ -19,6 +19,7 @@ from gardenbuild.cli.common import (
     emit,
     load_garden,
     options,
+    secrets_of,
     plan_garden,
     prepare_garden,
 )
@@ -153,7 +154,8 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
 
         containers = backend(reporter)
         prepared = prepare_garden(args, reporter, containers)
-        result = Builder(prepared.plan, store=StepStore(), backend=containers, reporter=reporter).run()
+        result = Builder(prepared.plan, store=StepStore(), backend=containers, reporter=reporter,
+                         secrets=secrets_of(prepared.garden)).run()
         record_build(last_build(prepared.garden.root) or {}, root=prepared.garden.root, reporter=reporter)
         data = result.as_json()
         # A build that (re)wrote Gardenfile.lock changed its own input: fingerprint again.
@@ -281,7 +283,8 @@ def cmd_verify(args: argparse.Namespace, reporter: Reporter) -> int:
 
     containers = backend(reporter)
     prepared = prepare_garden(args, reporter, containers, write=False)  # verify checks the lock, it does not move it
-    checks = verify(prepared.plan, store=StepStore(), backend=containers, reporter=reporter)
+    checks = verify(prepared.plan, store=StepStore(), backend=containers, reporter=reporter,
+                    secrets=secrets_of(prepared.garden))
     ok = all(c.match for c in checks)
     emit(args, {"match": ok, "stages": [c.as_json() for c in checks]},
          summary(checks) + ("\nverified: a rebuild from scratch is bit-for-bit identical" if ok else ""))

@@ -55,6 +55,11 @@ def backend(reporter: Reporter):
     return Buildah(reporter=reporter)
 
 
+def secrets_of(garden: Any) -> dict[str, str]:
+    """The values of the garden's declared secrets, from this process's environment."""
+    return {name: os.environ[name] for name in garden.secrets if os.environ.get(name)}
+
+
 def load_garden(args: argparse.Namespace, reporter: Reporter):
     """The garden in the folder the arguments name; its warnings said once, here."""
     from gardenbuild.manifest.load import load

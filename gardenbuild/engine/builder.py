@@ -111,6 +111,7 @@ class Context:
     backend: Backend
     reporter: Reporter
     fresh: bool = False  # rebuild images with no layer cache and leave them untagged (verify)
+    secrets: Mapping[str, str] = field(default_factory=dict)  # name -> value, for the notebook's run only
 
 
 # Hints for executor errors that carry none of their own.
@@ -265,10 +266,19 @@ def execute_step(step: Step, ctx: Context) -> Record:
         containerfile = context / "Containerfile"
         containerfile.write_text(rendered["Containerfile"])
         limit = step.params["notebook_seconds"]
+        missing = [n for n in step.params["secrets"] if not ctx.secrets.get(n)]
+        if missing:
+            raise UserError(f"the notebook's secret {', '.join(missing)} is not set in this environment",
+                            hint=f"export {missing[0]}=... before building; [environment] secrets names it, and its "
+                                 "value is mounted for the notebook's run only, never stored")
         try:
             # The notebook stops itself at its limit; the build as a whole gets a little more.
+            # buildah's layer cache does not see a secret's value: a garden with secrets never
+            # reuses a layer of its garden stage, so no notebook run made with another value sticks.
             image_id = ctx.backend.bud(containerfile, context, tag=None if ctx.fresh else image,
-                                       no_cache=ctx.fresh, on_line=log.append, timeout=limit + BUILD_GRACE_SECONDS)
+                                       no_cache=ctx.fresh or bool(step.params["secrets"]), on_line=log.append,
+                                       timeout=limit + BUILD_GRACE_SECONDS,
+                                       secrets={n: ctx.secrets[n] for n in step.params["secrets"]})
         except BackendError as exc:
             error = notebook_error(getattr(exc, "log", exc.log_tail), notebook)
             if error is not None:
@@ -349,8 +359,11 @@ class Builder:
 
     def __init__(self, plan: Plan, *, store: StepStore, backend: Backend, reporter: Reporter,
                  out_dir: Path | None = None, fresh: bool = False,
-                 handlers: Mapping[str, Callable[[Step, Context], Record]] | None = None) -> None:
-        """`fresh` rebuilds images without any layer cache and leaves them untagged (for verify)."""
+                 handlers: Mapping[str, Callable[[Step, Context], Record]] | None = None,
+                 secrets: Mapping[str, str] | None = None) -> None:
+        """`fresh` rebuilds images without any layer cache and leaves them untagged (for verify);
+        `secrets` are the values of the garden's declared secrets (from the environment)."""
+        self.secrets = dict(secrets or {})
         self.plan = plan
         self.garden = plan.garden
         self.store = store
@@ -364,7 +377,7 @@ class Builder:
 
     def context(self, step: Step) -> Context:
         return Context({p: self.records[p] for p in step.parents}, self.garden.root, self.store, self.wheels,
-                       self.backend, self.reporter, self.fresh)
+                       self.backend, self.reporter, self.fresh, self.secrets)
 
     def execute(self, step: Step) -> Record:
         """Run `step`'s handler (no cache), check what it wrote, and return its record."""

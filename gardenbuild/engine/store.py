@@ -138,14 +138,14 @@ class StepStore:
             except Timeout:
                 if reporter is not None:
                     reporter.info(f"waiting for another gardenbuild process that is building '{name.removeprefix('garden-')}' "
-                                  f"(up to {timeout:.0f} s); its result will be reused")
+                                  f"(up to {timeout:g} s); its result will be reused")
                 lock.acquire(timeout=timeout)
             try:
                 yield
             finally:
                 lock.release()
         except Timeout:
-            raise UserError(f"another gardenbuild process has been building '{name}' for {timeout:.0f}s",
+            raise UserError(f"another gardenbuild process has been building '{name.removeprefix('garden-')}' for {timeout:g} s",
                             hint=f"wait for it, or remove {path} if no build is running") from None
 
     def scratch(self) -> Path:

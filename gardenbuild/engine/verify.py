@@ -110,11 +110,12 @@ def explain_mismatch(backend: Backend, original: str, rebuilt: str, check: Stage
         check.files = file_differences(_members(layer_a), _members(layer_b))
 
 
-def verify(plan: Plan, *, store: StepStore, backend: Backend, reporter: Reporter) -> list[StageCheck]:
+def verify(plan: Plan, *, store: StepStore, backend: Backend, reporter: Reporter,
+           secrets: dict[str, str] | None = None) -> list[StageCheck]:
     """Build (or reuse) the garden, rebuild both images from scratch, compare."""
-    original = Builder(plan, store=store, backend=backend, reporter=reporter).run()
+    original = Builder(plan, store=store, backend=backend, reporter=reporter, secrets=secrets).run()
     originals = {"build-env": backend.image_id(plan.env_image), "execute-notebook": original.image_id}
-    fresh = Builder(plan, store=store, backend=backend, reporter=reporter, fresh=True)
+    fresh = Builder(plan, store=store, backend=backend, reporter=reporter, fresh=True, secrets=secrets)
     fresh.records = {s.id: store.get(s.key) for s in plan.steps()}
     checks = []
     for stage, step_id in (("env", "build-env"), ("garden", "execute-notebook")):

@@ -162,7 +162,7 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
              outputs=("Containerfile", "pipelines.json"), parents=("build-env",)),
         Step("execute-notebook", "execute-notebook", f"run {garden.notebook} inside the image and save its state",
              {"garden": garden.name, "notebook": garden.notebook, "files": sorted(inputs.files),
-              "notebook_seconds": garden.limits.notebook_seconds},
+              "notebook_seconds": garden.limits.notebook_seconds, "secrets": list(garden.secrets)},
              inputs=tuple(sorted(inputs.files.items())) + (("runtime", inputs.runtime),),
              outputs=("image:garden", "metadata.json", "image.json"), parents=("render-garden",)),
         Step("test", "test", f"run {n_tests} pipeline test case(s) in the image",

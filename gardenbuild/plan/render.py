@@ -91,6 +91,7 @@ def garden_context(garden: Garden) -> dict[str, Any]:
         "env": dict(garden.env),
         "notebook": garden.notebook,
         "notebook_seconds": f"{garden.limits.notebook_seconds:g}",
+        "secrets": list(garden.secrets),
         "labels": labels(garden),
         "user": NOTEBOOK_USER,
         "venv_python": f"{VENV}/bin/python",

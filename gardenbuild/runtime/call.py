@@ -211,6 +211,14 @@ def _check_binding(name: str, func: Callable[..., Any], args: list[Any], kwargs:
         raise CallError(
             {"kind": "input", "pipeline": name, "message": f"pipeline {name!r} takes {sig}: {reason}"}, EXIT_USAGE
         ) from None
+    from gardenbuild.runtime.signature import argument_mismatch
+
+    reason = argument_mismatch(func, args, kwargs)
+    if reason:
+        raise CallError(
+            {"kind": "input", "pipeline": name, "message": f"pipeline {name!r}: {reason}",
+             "hint": f"the pipeline's signature is {name}{sig}"}, EXIT_USAGE
+        ) from None
 
 
 # --------------------------------------------------------------------------- results

@@ -373,7 +373,8 @@ def _write_metadata(path: str, metadata: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def build(notebook: str, config_path: str, out: str, timeout: float | None = None) -> None:
+def build(notebook: str, config_path: str, out: str, timeout: float | None = None,
+          secret_names: list[str] | None = None) -> None:
     """Run ``notebook`` and write the session and metadata into ``out``; raises `Failure`."""
     import dill  # checked first: a missing dill is an image problem, not the notebook's
 
@@ -401,8 +402,12 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
     sys.argv = [notebook]
     main = new_main_module()
 
+    secrets = read_secrets(secret_names or [])
+    os.environ.update(secrets)  # for the notebook's run only: gone before anything is saved
     started = time.perf_counter()
     seconds = _run_cells(notebook, cells, codes, main.__dict__, timeout)
+    for name in secrets:
+        os.environ.pop(name, None)
     ran = time.perf_counter() - started
     slowest = sorted(zip(seconds, cells), key=lambda sc: -sc[0])[:3]
     detail = ", ".join(f"cell {c.index} {s:.2f} s" for s, c in slowest)
@@ -416,6 +421,7 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
     started = time.perf_counter()
     session_path = os.path.join(out, SESSION_FILE)
     _save_session(notebook, main, sources, session_path)
+    _refuse_kept_secrets(notebook, main.__dict__, secrets, session_path)
     print(
         f"gardenbuild: saved session ({os.path.getsize(session_path) / 1e3:.1f} kB) "
         f"in {time.perf_counter() - started:.2f} s",
@@ -432,7 +438,58 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
         "pipelines": [_describe_pipeline(spec, func, info) for spec, func, info in found],
         "decorated": sorted(_decorated(main.__dict__)),
     }
+    text = json.dumps(metadata, ensure_ascii=False)
+    leaked = [name for name, value in secrets.items() if len(value) >= 4 and value in text]
+    if leaked:
+        raise Failure([{"kind": "secret", "notebook": os.path.basename(notebook), "secrets": leaked,
+                        "message": f"a pipeline's signature or docstring holds the secret {', '.join(leaked)}",
+                        "hint": "a secret may be read while the notebook runs, never kept"}])
     _write_metadata(os.path.join(out, METADATA_FILE), metadata)
+
+
+SECRETS_DIR = "/run/secrets"
+
+
+def read_secrets(names: list[str], folder: str = SECRETS_DIR) -> dict[str, str]:
+    """The build secrets `names` that buildah mounted for this run (``RUN --mount=type=secret``)."""
+    found: dict[str, str] = {}
+    for name in names:
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                found[name] = f.read()
+        except (OSError, UnicodeDecodeError):
+            continue
+    return found
+
+
+def _refuse_kept_secrets(notebook: str, ns: dict[str, Any], secrets: dict[str, str], session_path: str) -> None:
+    """A secret must not outlive the run: refuse a session whose bytes hold one, naming the variable."""
+    if not secrets:
+        return
+    with open(session_path, "rb") as f:
+        data = f.read()
+    kept = [name for name, value in secrets.items() if len(value) >= 4 and value.encode() in data]
+    if not kept:
+        return
+    import dill
+
+    os.remove(session_path)
+    holders = []
+    for var, value in ns.items():
+        if var.startswith("__") or isinstance(value, types.ModuleType):
+            continue
+        try:
+            blob = dill.dumps(value)
+        except Exception:  # noqa: BLE001 - it was saved as part of the whole; alone it may not be
+            continue
+        if any(secrets[name].encode() in blob for name in kept):
+            holders.append(var)
+    where = f" in {', '.join(repr(h) for h in holders)}" if holders else ""
+    raise Failure([{"kind": "secret", "notebook": os.path.basename(notebook), "secrets": kept, "variables": holders,
+                    "message": f"the notebook keeps the secret {', '.join(kept)}{where}, so its saved state would "
+                               "carry it into the image",
+                    "hint": f"use the secret and drop it: `del {holders[0]}` in a last cell" if holders else
+                            "use the secret and drop it in a last cell; a secret may be read, never kept"}])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="JSON: garden name and expected pipelines")
     parser.add_argument("--out", required=True, help="folder for session.pkl and metadata.json")
     parser.add_argument("--timeout", type=float, help="seconds the notebook may run in all")
+    parser.add_argument("--secret", action="append", default=[], metavar="NAME",
+                        help="a build secret mounted at /run/secrets/NAME, set in the environment for the run only")
     args = parser.parse_args(argv)
     # Markers and progress go to the process's real streams, whatever the notebook
     # does to sys.stdout/sys.stderr.
@@ -450,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     except AttributeError:
         pass
     try:
-        build(args.notebook, args.config, args.out, args.timeout)
+        build(args.notebook, args.config, args.out, args.timeout, args.secret)
     except Failure as failure:
         sys.stdout.flush()
         for payload in failure.payloads:
