@@ -112,8 +112,8 @@ def test_a_pipeline_test_edit_is_said_in_words(base):
     extra = garden_module.TestSpec(input={"smiles": ["C"]}, expected=[0.0], tolerance=1.0)
     changed = replace(garden, pipelines=(replace(pipeline, tests=pipeline.tests + (extra,)),))
     reasons = reasons_after(plan(garden, inputs), plan(changed, inputs))
-    assert reasons["render-garden"] == ["pipelines or their tests changed"]
-    assert reasons["build-env"] == []
+    assert reasons["test"] == ["the pipeline tests changed"]
+    assert reasons["render-garden"] == reasons["execute-notebook"] == reasons["build-env"] == []
 
 
 def test_a_package_upgrade_in_the_lock_names_the_package(base):
@@ -162,3 +162,20 @@ def test_a_changed_key_with_equal_parameters_and_cached_parents_still_gives_a_re
     p = one_step_plan({"a": 1})
     previous = {"render-env": {**snapshot(p.step("render-env")), "key": "an older key"}}
     assert explain(p, previous, lambda step: False) == {"render-env": ["its inputs changed"]}
+
+
+def test_verify_names_the_variables_whose_bytes_differ_with_a_fitting_cause():
+    from gardenbuild.engine.verify import differing_variables
+
+    same = {"type": "dict", "sha256": "a" * 64, "repr": "{}"}
+    a = {"config": same, "model": {"type": "sklearn.ensemble._forest.RandomForestRegressor", "sha256": "1" * 64},
+         "STARTED": {"type": "float", "sha256": "2" * 64, "repr": "1796187071.5"},
+         "rng": {"type": "numpy.random._generator.Generator", "sha256": "3" * 64},
+         "out_dir": {"type": "str", "sha256": "4" * 64, "repr": "'/tmp/tmpab12'"}}
+    b = {"config": same, **{k: {**v, "sha256": "f" * 64} for k, v in a.items() if k != "config"}}
+    found = {v["name"]: v["hint"] for v in differing_variables(a, b)}
+    assert sorted(found) == ["STARTED", "model", "out_dir", "rng"]  # config is the same in both
+    assert found["model"].startswith("a model trained without a fixed seed: pass random_state=0")
+    assert found["STARTED"].startswith("a clock reading")
+    assert found["rng"].startswith("a random generator")
+    assert found["out_dir"].startswith("a path that differs between runs")

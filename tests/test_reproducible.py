@@ -26,7 +26,7 @@ from packaging.version import Version
 from gardenbuild.plan import lockfile
 from gardenbuild.backends.buildah import Buildah, CommandError
 from gardenbuild.engine.verify import StageCheck, config_differences, explain_mismatch, file_differences, summary
-from helpers import cli, copy_garden
+from helpers import cli, copy_garden, write_garden
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "gardens"
@@ -347,8 +347,7 @@ def test_verify_names_the_layer_and_file_of_a_notebook_that_keeps_a_clock_readin
     assert code == 1
     assert err.splitlines()[-2:] == [
         "error: the rebuild of the garden image differs from the original (see above)",
-        "hint: a notebook that keeps clock readings, random draws without a seed, or absolute paths in its state "
-        "cannot reproduce; clear them in a last cell",
+        "hint: a clock reading: compute it inside the pipeline, or drop it in a last cell",
     ]
     report = json.loads(out)
     assert report["match"] is False
@@ -360,7 +359,40 @@ def test_verify_names_the_layer_and_file_of_a_notebook_that_keeps_a_clock_readin
     assert garden_stage["layer"] == len(layers), "the last layer (the notebook run) differs, no earlier one"
     assert "gardenbuild.runtime.execute" in garden_stage["created_by"]
     assert garden_stage["files"] == ["/garden/session.pkl: content differs"]
+    assert [(v["name"], v["type"]) for v in garden_stage["variables"]] == [("STARTED", "float")]
     assert garden_stage["rebuilt"] not in storage_ids(), "verify left the differing rebuild behind"
+
+
+@integration
+def test_a_notebook_that_keeps_a_matplotlib_figure_reproduces_bit_for_bit(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("GARDENBUILD_BASE_IMAGE", env["base"])
+    cells = ["import matplotlib.pyplot as plt\nfrom gardenbuild import garden_pipeline\n",
+             "fig, ax = plt.subplots()\nlines = ax.plot([1, 2, 3], [2, 4, 1])\nax.set_title('a figure, kept')\n",
+             "@garden_pipeline\ndef peak(ys: list[float]) -> float:\n    return max(ys)\n"]
+    garden = write_garden(tmp_path / "plots", cells, ["peak"], name="rp-plots",
+                          environment='requirements = ["matplotlib>=3.8"]')
+    code, out, err = cli("verify", str(garden), "--json")
+    assert code == 0, err
+    assert json.loads(out)["match"] is True
+    metadata = json.loads((garden / ".gardenbuild" / "metadata.json").read_text())
+    assert metadata["left_out"] == ["ax", "fig", "lines"]  # plotting state stays out of the session
+    code, out, err = cli("run", str(garden), "peak", "--input", '{"ys": [1, 5, 2]}')
+    assert (code, out) == (0, "5\n"), err
+
+
+@integration
+def test_verify_names_the_unseeded_model_that_keeps_a_notebook_from_reproducing(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("GARDENBUILD_BASE_IMAGE", env["base"])
+    cells = ["import random\nfrom gardenbuild import garden_pipeline\n",
+             "SEED_IS_FIXED = 'no'\nmodel = {'weights': [random.random() for _ in range(3)]}  # no random.seed(...)\n",
+             "@garden_pipeline\ndef score(x: float) -> float:\n    return x * sum(model['weights'])\n"]
+    garden = write_garden(tmp_path / "unseeded", cells, ["score"], name="rp-unseeded")
+    code, out, err = cli("verify", str(garden), "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert [v["name"] for v in report["stages"][1]["variables"]] == ["model"]  # not SEED_IS_FIXED, not score
+    code, out, err = cli("verify", str(garden))
+    assert code == 1 and "the saved session differs in these notebook variables:\n    model (dict): " in out
 
 
 @integration

@@ -282,8 +282,8 @@ def test_execute_writes_session_and_metadata(simple: Path) -> None:
         "return_annotation": "list[float]",
         "docstring": "Multiply every number by SCALE.",
         "description": "Doubles numbers.",
-        "tests": SIMPLE_PIPELINES[0]["tests"],
     }
+    assert "tests" not in json.dumps(metadata)  # the image knows no test case: they change without it
     assert norm["description"] == "Euclidean norm plus the offset read at build time."  # from the decorator
     assert norm["parameters"][1] == {
         "name": "squared",
@@ -545,8 +545,14 @@ def test_call_missing_session(tmp_path: Path) -> None:
     assert error["kind"] == "load" and error["exception"].startswith("FileNotFoundError")
 
 
+def cases_of(pipelines: list[dict[str, Any]]) -> str:
+    """The test cases of `pipelines`, as the host hands them to ``call --test``."""
+    return json.dumps([{"pipeline": p["name"], "index": i, **case}
+                       for p in pipelines for i, case in enumerate(p.get("tests", []))])
+
+
 def test_test_mode(simple: Path) -> None:
-    proc = call(simple, "--test")
+    proc = call(simple, "--test", stdin=cases_of(SIMPLE_PIPELINES))
     assert proc.returncode == 1  # one tolerance too tight, one pipeline raising
     results, _ = parse_markers(proc.stdout)
     report = results[0]
@@ -568,7 +574,7 @@ def test_test_mode(simple: Path) -> None:
 
 def test_test_mode_all_passing(root: Path) -> None:
     proc, out = execute(root, "simple.ipynb", SIMPLE_PIPELINES[:1])
-    proc = call(out, "--test")
+    proc = call(out, "--test", stdin=cases_of(SIMPLE_PIPELINES[:1]))
     assert proc.returncode == 0
     assert only_result(proc)["passed"] == 1
 

@@ -221,3 +221,16 @@ def test_a_build_that_waits_for_another_says_what_it_waits_for(tmp_path):
     with store.lock("garden-solubility", reporter=reporter):  # free now: no word
         pass
     assert len(reporter.messages("info")) == 1
+
+
+def test_stray_logs_editor_files_and_other_notebooks_stay_out_unless_included(garden):
+    for name in ("run.log", "data/notes.txt~", "draft.ipynb", "venv/lib/x.py", "data/extra.csv"):
+        (garden / name).parent.mkdir(parents=True, exist_ok=True)
+        (garden / name).write_text("x")
+    files = load(garden).files
+    assert "data/extra.csv" in files and "solubility.ipynb" in files
+    assert not {"run.log", "data/notes.txt~", "draft.ipynb", "venv/lib/x.py"} & set(files)
+    text = (garden / "Gardenfile.toml").read_text()
+    (garden / "Gardenfile.toml").write_text(text.replace('notebook = "solubility.ipynb"',
+                                                         'notebook = "solubility.ipynb"\ninclude = ["data/*", "*.log"]'))
+    assert "run.log" in load(garden).files

@@ -244,13 +244,17 @@ def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
 def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.engine.call import run_tests
 
-    root = _garden_root(args)
-    try:
-        metadata = json.loads((root / ".gardenbuild" / "metadata.json").read_text())
-        count = sum(len(p.get("tests", [])) for p in metadata.get("pipelines", []))
-    except (OSError, ValueError):
-        count = 1
-    cases = run_tests(backend(reporter), _built(args)["image"], _call_limits(args), count)
+    garden = load_garden(args, reporter)  # the Gardenfile's tests as they are now, not as they were built
+    built = _built(args)
+    given = [c for p in garden.pipelines for c in p.test_cases()]
+    if not given:
+        raise UserError(f"{garden.gardenfile} has no test cases",
+                        hint="add a [[pipeline.test]] table (input, expected, tolerance) under a [[pipeline]]")
+    unknown = sorted({c["pipeline"] for c in given} - set(built["pipelines"]))
+    if unknown:
+        raise UserError(f"the image was built without pipeline {', '.join(unknown)}, which the tests call",
+                        hint=f"build again: gardenbuild build {args.dir}")
+    cases = run_tests(backend(reporter), built["image"], given, _call_limits(args))
     for case in cases:
         mark = "PASS" if case["passed"] else "FAIL"
         line = f"{mark} {case['pipeline']}[{case['index']}]  expected {case['expected']}  got {case['actual']}"
@@ -289,8 +293,10 @@ def cmd_verify(args: argparse.Namespace, reporter: Reporter) -> int:
     emit(args, {"match": ok, "stages": [c.as_json() for c in checks]},
          summary(checks) + ("\nverified: a rebuild from scratch is bit-for-bit identical" if ok else ""))
     if not ok:
-        stage = next(c.stage for c in checks if not c.match)
-        hint = ("a notebook that keeps clock readings, random draws without a seed, or absolute paths in its "
+        failed = next(c for c in checks if not c.match)
+        stage = failed.stage
+        hint = (failed.variables[0]["hint"] if failed.variables else
+                "a notebook that keeps clock readings, random draws without a seed, or absolute paths in its "
                 "state cannot reproduce; clear them in a last cell" if stage == "garden" else
                 "the environment image should always reproduce: please report this with the files listed above")
         raise BuildError(f"the rebuild of the {stage} image differs from the original (see above)", hint=hint)

@@ -309,7 +309,7 @@ def test_step(step: Step, ctx: Context) -> Record:
         report = {"cases": []}
         return {"cases": [], "files": {"test-report.json": json.dumps(report, indent=2) + "\n"}}
     limits = Limits(seconds=step.params["limits"]["seconds"], memory=step.params["limits"]["memory"])
-    cases = run_tests(ctx.backend, ctx.parents["execute-notebook"]["image"], limits, step.params["cases"])
+    cases = run_tests(ctx.backend, ctx.parents["execute-notebook"]["image"], step.params["cases"], limits)
     for case in cases:
         mark = "pass" if case["passed"] else "FAIL"
         ctx.reporter.info(f"   {mark} {case['pipeline']}[{case['index']}]: expected {case['expected']}, got {case['actual']}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,11 +87,13 @@ def _call_error(pipeline: str, err: dict[str, Any]) -> GardenError:
                          hint="the traceback above is the pipeline's own, from the notebook's cells")
 
 
-def run_tests(backend: Backend, image: str, limits: Limits = DEFAULT_LIMITS, cases: int = 1) -> list[dict[str, Any]]:
-    """Run the garden's `cases` test cases in one confined container, which gets `limits`'s
-    time once per case."""
-    whole = Limits(seconds=(limits.seconds or 0) * max(cases, 1) or None, memory=limits.memory, pids=limits.pids)
-    run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", "--test"], limits=whole)
+def run_tests(backend: Backend, image: str, cases: list[dict[str, Any]],
+              limits: Limits = DEFAULT_LIMITS) -> list[dict[str, Any]]:
+    """Run test `cases` (the Gardenfile's, see `PipelineSpec.test_cases`) in one confined
+    container of `image`, which gets `limits`'s time once per case."""
+    whole = Limits(seconds=(limits.seconds or 0) * max(len(cases), 1) or None, memory=limits.memory, pids=limits.pids)
+    run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", "--test"], limits=whole,
+                      stdin=json.dumps(cases).encode())
     _check_limits(run, "the pipeline tests", whole)
     results, errors, stderr = _parse(run)
     if errors or not results:

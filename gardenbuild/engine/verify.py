@@ -16,6 +16,7 @@ from typing import Any
 
 from gardenbuild.backends import Backend
 from gardenbuild.engine.builder import Builder
+from gardenbuild.runtime.protocol import parse_markers
 from gardenbuild.engine.store import StepStore
 from gardenbuild.plan.graph import Plan
 from gardenbuild.report import Reporter
@@ -32,6 +33,7 @@ class StageCheck:
     layer: int | None = None  # 1-based index of the first differing layer; None when only the config differs
     created_by: str = ""
     files: list[str] = field(default_factory=list)
+    variables: list[dict[str, str]] = field(default_factory=list)  # session variables that differ, with a hint
 
     @property
     def match(self) -> bool:
@@ -39,7 +41,8 @@ class StageCheck:
 
     def as_json(self) -> dict[str, Any]:
         return {"stage": self.stage, "match": self.match, "original": self.original, "rebuilt": self.rebuilt,
-                "digest": self.digest, "layer": self.layer, "created_by": self.created_by, "files": self.files}
+                "digest": self.digest, "layer": self.layer, "created_by": self.created_by, "files": self.files,
+                "variables": self.variables}
 
 
 def _members(tar_path: Path) -> dict[str, tuple]:
@@ -110,6 +113,53 @@ def explain_mismatch(backend: Backend, original: str, rebuilt: str, check: Stage
         check.files = file_differences(_members(layer_a), _members(layer_b))
 
 
+def session_digests(backend: Backend, image: str) -> dict[str, dict[str, str]]:
+    """Type and sha256 of each variable of the image's saved session (see `call --digests`)."""
+    from gardenbuild.engine.call import PYTHON
+
+    run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", "--digests"])
+    results, _ = parse_markers(run.stdout.decode(errors="replace"))
+    return results[-1].get("variables", {}) if results else {}
+
+
+def cause(name: str, kind: str, value: str) -> str:
+    """What most likely makes a variable differ between two runs, and what to do."""
+    low = f"{name} {kind}".lower()
+    if kind.startswith(("sklearn.", "xgboost.", "lightgbm.", "torch.", "keras.", "tensorflow.")):
+        return "a model trained without a fixed seed: pass random_state=0 (or seed the framework) where it is made"
+    if "random" in low or "generator" in low:
+        return "a random generator or draw without a seed: seed it (random.seed(0), np.random.default_rng(0))"
+    if kind.startswith("matplotlib."):
+        return "plotting state: close the figure (plt.close()) or build it inside the pipeline"
+    if kind in ("datetime.datetime", "datetime.date", "time.struct_time") or any(w in low for w in ("time", "clock", "date", "now")) \
+            or (kind in ("float", "int") and _epoch_like(value)):
+        return "a clock reading: compute it inside the pipeline, or drop it in a last cell"
+    if kind == "str" and ("/tmp" in value or "/" in value.strip("'\"")[:1]):
+        return "a path that differs between runs (a temporary folder?): keep paths relative to the notebook"
+    return "it differs between runs: seed what is random, drop what reads the clock or the machine"
+
+
+def _epoch_like(text: str) -> bool:
+    """Does this number read like seconds since 1970 (2001 to 2096)?"""
+    try:
+        return 1e9 <= float(text) <= 4e9
+    except ValueError:
+        return False
+
+
+def differing_variables(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> list[dict[str, str]]:
+    """The variables whose pickled bytes differ between two sessions (pure), each with a cause."""
+    out = []
+    for name in sorted(set(a) | set(b)):
+        x, y = a.get(name), b.get(name)
+        if x is not None and y is not None and x["sha256"] == y["sha256"]:
+            continue
+        kind = (x or y)["type"]
+        out.append({"name": name, "type": kind, "hint": cause(name, kind, (x or y).get("repr", "")),
+                    "only_in": "" if x and y else ("original" if x else "rebuild")})
+    return out
+
+
 def verify(plan: Plan, *, store: StepStore, backend: Backend, reporter: Reporter,
            secrets: dict[str, str] | None = None) -> list[StageCheck]:
     """Build (or reuse) the garden, rebuild both images from scratch, compare."""
@@ -126,6 +176,9 @@ def verify(plan: Plan, *, store: StepStore, backend: Backend, reporter: Reporter
         if check.match:
             continue
         explain_mismatch(backend, check.original, rebuilt, check)
+        if stage == "garden" and any(f.startswith("/garden/session.pkl") for f in check.files):
+            check.variables = differing_variables(session_digests(backend, check.original),
+                                                  session_digests(backend, rebuilt))
         backend.rmi(rebuilt, force=True)
         break  # the garden image is built FROM the env image: it cannot match either
     return checks
@@ -142,4 +195,7 @@ def summary(checks: list[StageCheck]) -> str:
         else:
             lines.append(f"{c.stage}: MISMATCH in layer {c.layer} ({c.created_by.strip()[:100]})")
             lines += [f"  {f}" for f in c.files]
+        if c.variables:
+            lines.append("  the saved session differs in these notebook variables:")
+            lines += [f"    {v['name']} ({v['type']}): {v['hint']}" for v in c.variables]
     return "\n".join(lines)

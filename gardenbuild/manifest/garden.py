@@ -30,12 +30,13 @@ class PipelineSpec:
     tests: tuple[TestSpec, ...]
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "function": self.function,
-            "description": self.description,
-            "tests": [{"input": t.input, "expected": t.expected, "tolerance": t.tolerance} for t in self.tests],
-        }
+        """What the image knows of the pipeline: not its tests, which change without the notebook."""
+        return {"name": self.name, "function": self.function, "description": self.description}
+
+    def test_cases(self) -> list[dict[str, Any]]:
+        """The Gardenfile's test cases, as the runtime's `call --test` takes them."""
+        return [{"pipeline": self.name, "index": i, "input": t.input, "expected": t.expected, "tolerance": t.tolerance}
+                for i, t in enumerate(self.tests)]
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 GARDENFILE = "Gardenfile.toml"
+#: Left out unless an include pattern names them: logs, editor and Python litter, virtual
+#: environments, and notebooks other than the garden's (a stray file must not re-run the notebook).
+NOISE = ("*.log", "*.tmp", "*.swp", "*.bak", "*~", "*.pyc", "*.egg-info/*", "venv/*", "env/*", "node_modules/*",
+         "*.ipynb")
 #: Never copied into an image: build outputs, VCS and editor litter.
 ALWAYS_EXCLUDED = (".gardenbuild", ".git", ".ipynb_checkpoints", "__pycache__", GARDENFILE, "Gardenfile.lock")
 
@@ -266,6 +270,8 @@ def discover_files(root: Path, notebook: str, include: tuple[str, ...], exclude:
             for g in hits:
                 matched[g] = True
             if (include and not hits) or any(fnmatch.fnmatch(posix, g) for g in exclude):
+                continue
+            if not hits and posix != notebook and any(fnmatch.fnmatch(posix, g) for g in NOISE):
                 continue
             if path.is_symlink():
                 target = Path(os.path.realpath(path))

@@ -63,6 +63,8 @@ def _param_reasons(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             olds = tuple(PinnedWheel(**w) for w in a.get("wheels", []))
             news = tuple(PinnedWheel(**w) for w in b.get("wheels", []))
             reasons += [f"package {c}" for c in package_changes(olds, news)]
+        elif name == "cases":
+            reasons.append("the pipeline tests changed")
         elif isinstance(a, list) and isinstance(b, list):
             changes = [f"{name}: removed {_item(x)}" for x in a if x not in b]
             changes += [f"{name}: added {_item(x)}" for x in b if x not in a]

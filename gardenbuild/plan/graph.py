@@ -165,8 +165,10 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
               "notebook_seconds": garden.limits.notebook_seconds, "secrets": list(garden.secrets)},
              inputs=tuple(sorted(inputs.files.items())) + (("runtime", inputs.runtime),),
              outputs=("image:garden", "metadata.json", "image.json"), parents=("render-garden",)),
+        # The tests are the test step's own: editing one re-runs the tests, never the notebook.
         Step("test", "test", f"run {n_tests} pipeline test case(s) in the image",
-             {"cases": n_tests, "limits": {"seconds": garden.limits.call_seconds, "memory": garden.limits.call_memory}},
+             {"cases": [c for p in garden.pipelines for c in p.test_cases()],
+              "limits": {"seconds": garden.limits.call_seconds, "memory": garden.limits.call_memory}},
              outputs=("test-report.json",), parents=("execute-notebook",)),
         Step("emit-artifacts", "emit-artifacts", "write the build summary",
              {"summary": {"gardenbuild": __version__, "garden": garden.name, "version": garden.meta.version,

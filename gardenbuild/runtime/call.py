@@ -374,45 +374,86 @@ def _run_one(args: Any, metadata: dict[str, Any] | None, out: Any) -> int:
     return EXIT_OK
 
 
+def _read_cases(path: str | None) -> list[dict[str, Any]]:
+    """The test cases to run (a JSON list of {pipeline, index, input, expected, tolerance})."""
+    cases = _read_input(path)
+    if not isinstance(cases, list) or not all(isinstance(c, dict) and isinstance(c.get("pipeline"), str) for c in cases):
+        raise CallError({"kind": "usage", "message": "--test takes a JSON list of test cases, each with a 'pipeline'"},
+                        EXIT_USAGE)
+    return cases
+
+
 def _run_tests(args: Any, metadata: dict[str, Any], out: Any) -> int:
+    given = _read_cases(args.input_file)
     started = time.perf_counter()
     ns = load_session(args.session)
     loaded = time.perf_counter()
     cases = []
-    for pipeline in metadata.get("pipelines", []):
-        name = pipeline["name"]
-        for index, case in enumerate(pipeline.get("tests", [])):
-            expected = case.get("expected")
-            began = time.perf_counter()
-            actual, message = None, None
-            try:
-                func = _find_pipeline(ns, metadata, name)
-                positional, keywords = _arguments(case.get("input"), f"test {index} input")
-                _check_binding(name, func, positional, keywords)
-                actual = _call(name, func, positional, keywords)
-                tolerance = case.get("tolerance") or 0.0
-                if not isinstance(tolerance, (int, float)):
-                    raise CallError({"message": f"tolerance must be a number, not {tolerance!r}"}, EXIT_USAGE)
-                message = compare(expected, actual, tolerance)
-            except CallError as e:
-                message = e.payload.get("message")
-                if "traceback" in e.payload:
-                    message = f"{message}\n{e.payload['traceback']}"
-            cases.append(
-                {
-                    "pipeline": name,
-                    "index": index,
-                    "passed": message is None,
-                    "expected": expected,
-                    "actual": actual,
-                    "message": message,
-                    "seconds": round(time.perf_counter() - began, 6),
-                }
-            )
+    for case in given:
+        name, index = case["pipeline"], case.get("index", 0)
+        expected = case.get("expected")
+        began = time.perf_counter()
+        actual, message = None, None
+        try:
+            func = _find_pipeline(ns, metadata, name)
+            positional, keywords = _arguments(case.get("input"), f"test {index} input")
+            _check_binding(name, func, positional, keywords)
+            actual = _call(name, func, positional, keywords)
+            tolerance = case.get("tolerance") or 0.0
+            if not isinstance(tolerance, (int, float)):
+                raise CallError({"message": f"tolerance must be a number, not {tolerance!r}"}, EXIT_USAGE)
+            message = compare(expected, actual, tolerance)
+        except CallError as e:
+            message = e.payload.get("message")
+            if "traceback" in e.payload:
+                message = f"{message}\n{e.payload['traceback']}"
+        cases.append(
+            {
+                "pipeline": name,
+                "index": index,
+                "passed": message is None,
+                "expected": expected,
+                "actual": actual,
+                "message": message,
+                "seconds": round(time.perf_counter() - began, 6),
+            }
+        )
     failed = sum(not c["passed"] for c in cases)
     timings = {"load_s": loaded - started, "total_s": time.perf_counter() - _STARTED}
     _emit(out, RESULT, {"cases": cases, "passed": len(cases) - failed, "failed": failed, "timings": _rounded(timings)})
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _digests(args: Any, out: Any) -> int:
+    """Each top-level variable of the session, pickled on its own: its type and sha256.
+
+    `gardenbuild verify` compares two builds' digests to name the variables that made
+    their sessions differ."""
+    import hashlib
+
+    import dill
+
+    ns = load_session(args.session)
+    found = {}
+    for name, value in sorted(ns.items()):
+        if name.startswith("__") or type(value).__name__ == "module":
+            continue
+        try:
+            blob = dill.dumps(value)
+        except Exception:  # noqa: BLE001 - saved as part of the whole, perhaps not alone
+            continue
+        found[name] = {"type": type_name(value), "sha256": hashlib.sha256(blob).hexdigest(),
+                       "repr": _short_repr(value)}
+    _emit(out, RESULT, {"variables": found})
+    return EXIT_OK
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001
+        return ""
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _rounded(timings: dict[str, float]) -> dict[str, float]:
@@ -444,7 +485,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m gardenbuild.runtime.call", description=__doc__.split("\n\n")[0])
     parser.add_argument("pipeline", nargs="?", help="the pipeline to call")
-    parser.add_argument("--test", action="store_true", help="run every test case from metadata.json instead")
+    parser.add_argument("--test", action="store_true",
+                        help="run the test cases given as a JSON list on stdin (or --input-file) instead")
+    parser.add_argument("--digests", action="store_true", help="print each session variable's type and sha256")
     parser.add_argument(
         "--session", default=DEFAULT_SESSION, help="session.pkl written by execute (default %(default)s)"
     )
@@ -454,8 +497,8 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", help="folder to run in and import from (default: the notebook's folder recorded at build time)"
     )
     args = parser.parse_args(argv)
-    if bool(args.pipeline) == bool(args.test):
-        parser.error("give either a PIPELINE or --test")
+    if bool(args.pipeline) + bool(args.test) + bool(args.digests) != 1:
+        parser.error("give a PIPELINE, --test or --digests")
     if args.metadata is None:
         args.metadata = os.path.join(os.path.dirname(os.path.abspath(args.session)), "metadata.json")
     for attr in ("session", "metadata", "input_file"):
@@ -472,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.test:
             assert metadata is not None
             return _run_tests(args, metadata, out)
+        if args.digests:
+            return _digests(args, out)
         return _run_one(args, metadata, out)
     except CallError as e:
         sys.stdout.flush()

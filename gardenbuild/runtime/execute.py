@@ -2,8 +2,8 @@
 
     python -m gardenbuild.runtime.execute --notebook NB --config CONFIG.json --out DIR
 
-CONFIG is ``{"garden": NAME, "pipelines": [{"name", "function", "description",
-"tests": [{"input", "expected", "tolerance"}]}]}``. Code cells run in order in one fresh
+CONFIG is ``{"garden": NAME, "pipelines": [{"name", "function", "description"}]}``
+(the test cases are not the image's: ``call --test`` is given them when it runs). Code cells run in order in one fresh
 ``__main__`` module with the notebook's folder as working directory (and on
 ``sys.path``), as "Restart & Run All" would. On success DIR holds ``session.pkl``
 (``dill.dump_module``) and ``metadata.json``, both byte-for-byte reproducible for the
@@ -22,8 +22,10 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
 import types
@@ -264,6 +266,30 @@ def _unpicklable_variables(ns: dict[str, Any]) -> list[dict[str, str]]:
     return culprits
 
 
+def _is_plotting_state(value: Any) -> bool:
+    """A matplotlib figure, axes or artist (or a list of them): plotting state, not model state.
+
+    Figures keep registries keyed by id(), so a session holding one never reproduces."""
+    if isinstance(value, (list, tuple)) and value:
+        return all(_is_plotting_state(v) for v in value[:50])
+    return type(value).__module__.startswith("matplotlib.")
+
+
+def _leave_out_plotting_state(ns: dict[str, Any]) -> list[str]:
+    """Close pyplot's figures and drop the notebook's top-level plotting objects; their names."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        try:
+            pyplot.close("all")
+        except Exception:  # noqa: BLE001 - a broken backend must not fail the build
+            pass
+    dropped = sorted(name for name, value in ns.items()
+                     if not name.startswith("__") and not isinstance(value, types.ModuleType) and _is_plotting_state(value))
+    for name in dropped:
+        del ns[name]
+    return dropped
+
+
 def _save_session(notebook: str, main: types.ModuleType, sources: dict[str, str], path: str) -> None:
     import dill
 
@@ -358,7 +384,6 @@ def _describe_pipeline(spec: dict[str, Any], func: Callable[..., Any], info: dic
         "return_annotation": _annotation(sig.return_annotation) if sig else None,
         "docstring": inspect.cleandoc(doc) if isinstance(doc, str) else None,
         "description": spec.get("description") or info.get("description"),
-        "tests": spec.get("tests", []),
     }
 
 
@@ -402,6 +427,11 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
     sys.argv = [notebook]
     main = new_main_module()
 
+    # Plotting works headless, and matplotlib's font cache (it records file times) is kept
+    # out of the image's layer: a notebook that plots still builds bit for bit.
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    scratch = tempfile.mkdtemp(prefix="gardenbuild-mpl-")
+    os.environ.setdefault("MPLCONFIGDIR", scratch)
     secrets = read_secrets(secret_names or [])
     os.environ.update(secrets)  # for the notebook's run only: gone before anything is saved
     started = time.perf_counter()
@@ -418,6 +448,10 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
     )
 
     found = _check_pipelines(notebook, config, main.__dict__)
+    left_out = _leave_out_plotting_state(main.__dict__)
+    if left_out:
+        print(f"gardenbuild: left out of the session (plotting state): {', '.join(left_out)}", file=sys.__stdout__,
+              flush=True)
     started = time.perf_counter()
     session_path = os.path.join(out, SESSION_FILE)
     _save_session(notebook, main, sources, session_path)
@@ -437,6 +471,7 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
         "hash_seed": os.environ.get("PYTHONHASHSEED"),
         "pipelines": [_describe_pipeline(spec, func, info) for spec, func, info in found],
         "decorated": sorted(_decorated(main.__dict__)),
+        "left_out": left_out,
     }
     text = json.dumps(metadata, ensure_ascii=False)
     leaked = [name for name, value in secrets.items() if len(value) >= 4 and value in text]
@@ -445,6 +480,7 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
                         "message": f"a pipeline's signature or docstring holds the secret {', '.join(leaked)}",
                         "hint": "a secret may be read while the notebook runs, never kept"}])
     _write_metadata(os.path.join(out, METADATA_FILE), metadata)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 SECRETS_DIR = "/run/secrets"
