@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ import pytest
 from gardenbuild.backends.buildah import Buildah
 from gardenbuild.engine.call import PYTHON
 from gardenbuild.engine.store import StepStore
-from helpers import cli, copy_garden
+from helpers import cli, copy_garden, write_garden
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -406,3 +407,87 @@ def test_a_base_with_another_python_is_refused_before_resolving(build, tmp_path,
                         r'but Gardenfile\.toml asks for python = "3\.12"', lines[0]), err
     assert lines[1].startswith('hint: set python = "3.11" in [environment], or build on a base image with Python 3.12')
     assert len(lines) == 2 and "resolving" not in err and not (garden / "Gardenfile.lock").exists()
+
+
+# ---------------------------------------------------------------- real notebooks: errors that point at the fix
+
+
+def test_a_missing_requirement_stops_the_build_before_the_first_cell_naming_the_line_to_add(base_image, tmp_path):
+    cells = ["from gardenbuild import garden_pipeline\nimport json, time\n",
+             "print('training for an hour', flush=True)\ntime.sleep(3600)\n",
+             "import matplotlib.pyplot as plt\n\n@garden_pipeline\ndef one() -> int:\n    return 1\n"]
+    garden = write_garden(tmp_path / "needs_mpl", cells, ["one"], name="it-needs-mpl")
+    code, out, err = cli("check", str(garden))
+    assert code == 0 and ('warning: model.ipynb cell 3, line 1: imports matplotlib.pyplot, but no requirement seems '
+                          'to provide it (judged by name: no lock yet); add "matplotlib" to requirements') in err
+    started = time.monotonic()
+    code, out, err = cli("build", str(garden), "--base-image", base_image)
+    assert code == 1 and time.monotonic() - started < 120  # not an hour: the cells never ran
+    lines = err.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("error: "))
+    assert lines[first] == "error: model.ipynb cell 3, line 1: imports matplotlib.pyplot, which is not installed in the image"
+    assert lines[first + 1] == 'hint: add "matplotlib" to requirements in [environment] of Gardenfile.toml'
+    # now the lock exists and its wheels are cached: check knows, and says it as an error
+    code, out, err = cli("check", str(garden))
+    assert code == 2 and "imports matplotlib.pyplot, but no locked package provides it" in err
+
+
+def test_a_module_missing_at_run_time_names_the_requirement_not_the_cell(base_image, tmp_path):
+    cells = ["from gardenbuild import garden_pipeline\nyaml = __import__('yaml')\n",
+             "@garden_pipeline\ndef one() -> int:\n    return 1\n"]
+    garden = write_garden(tmp_path / "dyn", cells, ["one"], name="it-dyn")
+    code, out, err = cli("build", str(garden), "--base-image", base_image)
+    assert code == 1
+    assert "error: model.ipynb cell 1, line 2: ModuleNotFoundError: No module named 'yaml'" in err
+    assert "hint: the image has no module 'yaml': add \"pyyaml\" to requirements in [environment]" in err
+
+
+def test_the_notebook_output_is_kept_and_a_new_test_runs_only_the_test_step(base_image, tmp_path, monkeypatch):
+    monkeypatch.setenv("GARDENBUILD_KEEP_IMAGES", "2")
+    cells = ["from gardenbuild import garden_pipeline\nimport warnings\nprint('trained: 3 epochs')\n"
+             "warnings.warn('an old pickle, be careful')\n",
+             "@garden_pipeline\ndef double(x: float) -> float:\n    return 2 * x\n"]
+    garden = write_garden(tmp_path / "kept", cells, [], name="it-kept",
+                          tables='[[pipeline]]\nname = "double"\n')
+    code, out, err = cli("test", str(garden))
+    assert code == 2 and "has not been built yet" in err
+    code, out, err = cli("build", str(garden), "--base-image", base_image, "--json")
+    assert code == 0, err
+    executed = json.loads((garden / ".gardenbuild" / "executed.ipynb").read_text())
+    first = executed["cells"][0]
+    assert first["execution_count"] == 1
+    outputs = {o["name"]: o["text"] for o in first["outputs"]}
+    assert [o["name"] for o in first["outputs"]] == ["stdout", "stderr"]
+    assert outputs["stdout"] == "trained: 3 epochs\n"
+    assert "UserWarning: an old pickle, be careful" in outputs["stderr"]
+    log = (garden / ".gardenbuild" / "notebook.log").read_text()
+    assert "trained: 3 epochs" in log and "UserWarning: an old pickle" in log
+    code, out, err = cli("test", str(garden))
+    assert code == 2 and "has no test cases" in err  # not "0 passed, 0 failed"
+
+    gardenfile = garden / "Gardenfile.toml"
+    gardenfile.write_text(gardenfile.read_text() + "[[pipeline.test]]\ninput = { x = 2 }\nexpected = 4\n")
+    code, out, err = cli("build", str(garden), "--base-image", base_image, "--json")
+    assert code == 0, err
+    ran = [s["id"] for s in json.loads(out)["steps"] if not s["cached"]]
+    assert ran == ["test", "emit-artifacts"]  # the notebook did not run again
+    code, out, err = cli("test", str(garden))
+    assert (code, out) == (0, "1 passed, 0 failed\n")
+
+    nb = garden / "model.ipynb"
+
+    def edit(n: int) -> None:
+        notebook = json.loads(nb.read_text())
+        notebook["cells"][0]["source"] += f"\nedit = {n}\n"
+        nb.write_text(json.dumps(notebook))
+
+    for n in range(3):  # three notebook edits: three more images, of which the newest two stay
+        edit(n)
+        code, out, err = cli("build", str(garden), "--base-image", base_image, "--json")
+        assert code == 0, err
+        assert "execute-notebook" in [s["id"] for s in json.loads(out)["steps"] if not s["cached"]]
+    assert len(tags("it-kept")) == 2
+    edit(3)  # edited, not built
+    code, out, err = cli("run", str(garden), "double", "--input", '{"x": 1}')
+    assert (code, out) == (0, "2\n")
+    assert "warning: model.ipynb changed since the image was built: this calls the image of the earlier version" in err

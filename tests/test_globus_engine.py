@@ -177,15 +177,16 @@ def test_built_garden_runs_on_globus_compute_engine(built, http, tmp_path, endpo
         first = run_tasks(engine, code, [INPUT])
         cold = time.perf_counter() - started
         t = time.perf_counter()
-        [(ok, error)] = run_tasks(engine, code, [{"x": ["a"]}])
+        [(ok, error), (typed, wrong)] = run_tasks(engine, code, [{"x": []}, {"x": ["a"]}])
         warm_s = time.perf_counter() - t
         assert _containers(prefix), "the workers did not run in a container of the image"
     finally:
         engine.shutdown()
 
     assert first == [(True, expected)]  # the shim finds /garden/session.pkl only inside the image
-    assert not ok and "TypeError: can't multiply sequence by non-int of type 'float'" in error
-    assert '<scale.ipynb cell 2>", line 4, in scale' in error  # the notebook's own traceback
+    assert not ok and "ValueError: x is empty" in error
+    assert '<scale.ipynb cell 2>", line 5, in scale' in error  # the notebook's own traceback
+    assert not typed and "parameter x[0] must be a number, not \"a\" (a string)" in wrong  # checked before the call
     manager_logs = list((tmp_path / "endpoint").rglob("manager.log"))
     assert manager_logs and "Python version: 3.11" in manager_logs[0].read_text()
     deadline = time.monotonic() + 30

@@ -230,9 +230,11 @@ class Storage:
     `images` maps a name to its digest; `present` answers "is the locked digest there?"
     (True, False, or None for storage that cannot be read)."""
 
-    def __init__(self, images: dict[str, str] | None = None, present: bool | None = True, python: str = "3.11.2"):
+    def __init__(self, images: dict[str, str] | None = None, present: bool | None = True, python: str = "3.11.2",
+                 tags: dict[str, str] | None = None):
         self.images = {REGISTRY_BASE: NEW_DIGEST, **(images or {})}
         self.present, self.python = present, python
+        self.tags = {**{k: v for k, v in (images or {}).items()}, **(tags or {})}  # what stored_digest reads
         self.asked: list[str] = []
 
     def image_id(self, ref: str) -> str | None:
@@ -246,7 +248,7 @@ class Storage:
         return self.present
 
     def stored_digest(self, ref: str) -> str | None:
-        return self.images.get(ref)
+        return self.tags.get(ref)
 
     def inspect(self, ref: str) -> dict:
         return {"OCIv1": {"config": {"Labels": {"io.gardenbuild.base.python": self.python}}}}
@@ -409,6 +411,18 @@ def test_locked_refuses_a_base_image_missing_from_storage(example, no_network):
     assert lockfile.read(garden.root) == lock
 
 
+def test_a_registry_base_whose_tag_moved_is_re_pinned_and_refused_with_locked(example, no_network):
+    garden, lock = example
+    moved = Storage(present=True, tags={REGISTRY_BASE: NEW_DIGEST})  # the old image is still there, untagged
+    with pytest.raises(UserError) as info:
+        run_prepare(garden, moved, locked=True)
+    assert info.value.message == f"the lock pins base image {lock.pinned_base}, but {REGISTRY_BASE} now names {NEW_DIGEST[:19]}"
+    prepared, reporter = run_prepare(garden, moved)
+    assert prepared.lock.base_digest == NEW_DIGEST and prepared.written
+    assert reporter.messages("warn") == [
+        f"base image {REGISTRY_BASE} changed: {LOCKED_DIGEST[:19]} -> {NEW_DIGEST[:19]}; lock updated"]
+
+
 def test_unknown_storage_trusts_the_lock(example, no_network):
     garden, lock = example
     prepared, _ = run_prepare(garden, Storage(present=None))
@@ -424,6 +438,8 @@ class FakeResolver:
         self.calls: list[list[str]] = []
 
     def __call__(self, requirements, target, *, indexes, reporter, cache_root, constraints=()):
+        if not any(r.startswith("dill") for r in requirements):
+            return list(self.wheels)  # prepare's check that gardenbuild's own needs hold nothing back
         self.calls.append(sorted(constraints))
         if constraints and self.fail_with_constraints:
             raise ResolutionError("pins do not fit")

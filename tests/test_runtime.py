@@ -310,7 +310,8 @@ def test_execute_reports_progress(root: Path) -> None:
         "gardenbuild: cell 5/5 (notebook cell 7)",
     ]
     assert lines[5].startswith("doubling 2 numbers" + "gardenbuild: ran 5 code cells in ")  # the notebook's print
-    assert lines[6].startswith("gardenbuild: saved session (")
+    assert lines[6].startswith('GARDENBUILD-RESULT {"executed_ipynb":')  # the notebook with its outputs
+    assert lines[7].startswith("gardenbuild: saved session (")
 
 
 def test_session_bytes_are_deterministic(root: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -345,7 +346,11 @@ def test_cell_error_reports_cell_and_line(root: Path) -> None:
         'Traceback (most recent call last):\n  File "<zerodiv.ipynb cell 3>", line 2, in <module>\n'
     )
     assert "runtime" not in traceback  # only the notebook's frames
-    assert "never printed" not in proc.stdout
+    printed = "\n".join(line for line in proc.stdout.splitlines() if "GARDENBUILD-RESULT" not in line)
+    assert "never printed" not in printed  # (the executed notebook's marker carries the sources)
+    (executed,) = [r["executed_ipynb"] for r in parse_markers(proc.stdout)[0] if "executed_ipynb" in r]
+    cells = [c for c in json.loads(executed)["cells"] if c["cell_type"] == "code"]
+    assert [c["execution_count"] for c in cells] == [1, 2, None]  # the failing cell ran, the last did not
     assert not (out / "session.pkl").exists()
 
 
@@ -579,6 +584,32 @@ def test_test_mode_all_passing(root: Path) -> None:
     assert only_result(proc)["passed"] == 1
 
 
+def test_arrays_and_frames_arrive_as_their_hints_ask(root: Path) -> None:
+    pytest.importorskip("numpy")
+    pytest.importorskip("pandas")
+    write_notebook(
+        root / "nb" / "arrays.ipynb",
+        "import numpy as np\nimport numpy.typing as npt\nimport pandas as pd\nfrom typing import Optional\n"
+        "from gardenbuild import garden_pipeline",
+        "@garden_pipeline\ndef describe(m: np.ndarray, w: npt.NDArray[np.float32], table: pd.DataFrame,\n"
+        "             s: pd.Series, extra: Optional[np.ndarray] = None) -> dict:\n"
+        "    return {'m': [type(m).__name__, str(m.dtype), list(m.shape)], 'w': str(w.dtype),\n"
+        "            'table': [type(table).__name__, list(table.columns), len(table)], 'total': float(table['x'].sum()),\n"
+        "            's': type(s).__name__, 'extra': extra is None, 'mean': m.mean()}",
+    )
+    proc, out = execute(root, "arrays.ipynb", [{"name": "describe", "function": "describe"}])
+    assert proc.returncode == 0, proc.stderr
+    records = {"m": [[1, 2], [3, 4]], "w": [1, 2], "table": [{"x": 1, "y": "a"}, {"x": 2, "y": "b"}], "s": [1, 2]}
+    result = only_result(call(out, "describe", stdin=json.dumps(records)))["result"]
+    assert result == {"m": ["ndarray", "int64", [2, 2]], "w": "float32", "table": ["DataFrame", ["x", "y"], 2],
+                      "total": 3.0, "s": "Series", "extra": True, "mean": 2.5}
+    columns = dict(records, table={"x": [5, 6, 7], "y": ["a", "b", "c"]})
+    assert only_result(call(out, "describe", stdin=json.dumps(columns)))["result"]["table"] == ["DataFrame", ["x", "y"], 3]
+    wrong = only_error(call(out, "describe", stdin=json.dumps(dict(records, table=[1, 2]))))
+    assert wrong["message"] == ("pipeline 'describe': parameter table must be a table for DataFrame: a list of row "
+                                "objects or an object of column lists, not a list")
+
+
 def test_numpy_results_without_numpy_in_the_runtime(root: Path) -> None:
     pytest.importorskip("numpy")
     write_notebook(
@@ -693,3 +724,12 @@ def test_runtime_runs_from_an_image_layout(root: Path, tmp_path_factory: pytest.
     )
     assert only_result(proc)["result"] == [8.0]
     assert not math.isnan(only_result(proc)["timings"]["load_s"])
+
+
+def test_a_long_cell_says_it_is_still_running(root: Path) -> None:
+    write_notebook(root / "nb" / "slow.ipynb", "import time\nfrom gardenbuild import garden_pipeline",
+                   "time.sleep(2.5)", "@garden_pipeline\ndef f():\n    return 1")
+    proc, _ = execute(root, "slow.ipynb", [{"name": "f", "function": "f"}], env={"GARDENBUILD_HEARTBEAT_SECONDS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    beats = [line for line in proc.stdout.splitlines() if "still running" in line]
+    assert beats[:2] == ["gardenbuild: notebook cell 2 still running (1 s)", "gardenbuild: notebook cell 2 still running (2 s)"]

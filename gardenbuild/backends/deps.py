@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -448,6 +449,30 @@ class WheelStore:
 
     def has(self, wheel: PinnedWheel) -> bool:
         return self.path_for(wheel).is_file()
+
+    def modules(self, wheel: PinnedWheel) -> set[str] | None:
+        """The top-level modules a wheel installs (read from its file list, remembered per
+        sha256); None when the wheel is not in the store."""
+        memo = self.root / "modules" / f"{wheel.sha256}.json"
+        try:
+            return set(json.loads(memo.read_text()))
+        except (FileNotFoundError, ValueError):
+            pass
+        path = self.path_for(wheel)
+        if not path.is_file():
+            return None
+        found = set()
+        try:
+            with zipfile.ZipFile(path) as archive:
+                for name in archive.namelist():
+                    first = name.split("/", 1)[0]
+                    if first.endswith((".dist-info", ".data")) or first.endswith(".libs"):
+                        continue
+                    found.add(first.split(".", 1)[0] if "/" not in name else first)
+        except zipfile.BadZipFile:
+            return set()  # a .deb, or no wheel at all: it installs no Python module
+        atomic_write(memo, json.dumps(sorted(found)).encode())
+        return found
 
     def stored(self) -> list[tuple[str, Path]]:
         """(sha256, path) of every file held: wheels, and the .debs of system packages.

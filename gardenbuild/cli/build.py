@@ -42,7 +42,20 @@ def cmd_check(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.engine.prepare import choose_base
     from gardenbuild.plan import lockfile
 
+    from gardenbuild.backends.deps import WheelStore
+    from gardenbuild.engine.check import missing_imports
+    from gardenbuild.engine.store import StepStore
+    from gardenbuild.errors import ConfigError, Problem
+
     garden = load_garden(args, reporter)
+    lock = lockfile.read(garden.root)
+    missing = missing_imports(garden, lock, WheelStore(StepStore().root))
+    exact = [m for m in missing if m.exact]
+    if exact:
+        raise ConfigError([Problem(garden.gardenfile.name, None, "environment.requirements", m.message(garden.notebook))
+                           for m in exact], hint="add the requirements named above; the build would stop there too")
+    for m in missing:
+        reporter.warn(m.message(garden.notebook))
     data = {
         "ok": True,
         "garden": garden.name,
@@ -51,8 +64,10 @@ def cmd_check(args: argparse.Namespace, reporter: Reporter) -> int:
         "base_image": choose_base(garden, options(args), lockfile.read(garden.root)),
         "notebook": garden.notebook,
         "pipelines": [p.name for p in garden.pipelines],
-        "requirements": list(garden.requirements),
+        "requirements": list(garden.own_requirements),
+        "added_by_gardenbuild": [r for r in garden.requirements if r not in garden.own_requirements],
         "files": list(garden.files),
+        "warnings": list(garden.warnings) + [m.message(garden.notebook) for m in missing],
     }
     emit(args, data, f"ok: {garden.gardenfile} ({len(garden.pipelines)} pipeline(s), {len(garden.files)} file(s), "
                       f"Python {garden.python}, flavor {garden.flavor.name})")
@@ -157,6 +172,7 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
         result = Builder(prepared.plan, store=StepStore(), backend=containers, reporter=reporter,
                          secrets=secrets_of(prepared.garden)).run()
         record_build(last_build(prepared.garden.root) or {}, root=prepared.garden.root, reporter=reporter)
+        _trim_images(prepared.garden.name, containers, reporter)
         data = result.as_json()
         # A build that (re)wrote Gardenfile.lock changed its own input: fingerprint again.
         after = before if before and not prepared.written else stamp.fingerprint(prepared.garden.root, flags)
@@ -167,6 +183,19 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     emit(args, data, f"built {data['image']} in {data['seconds']} s ({built} step(s) ran, "
                      f"{len(data['steps']) - built} cached); outputs in {data['output_dir']}")
     return 0
+
+
+def _trim_images(garden: str, containers: Any, reporter: Reporter) -> None:
+    """Keep the newest few images of the garden (by the catalog's builds), untag the rest."""
+    from gardenbuild.catalog import Catalog, CatalogError
+    from gardenbuild.engine.cache import trim_garden_images
+
+    try:
+        builds = Catalog().builds(garden)
+    except CatalogError:
+        return  # no catalog, no order: keep everything
+    newest = [b["image_id"] for b in sorted(builds, key=lambda b: (b["last_built"], b["id"]), reverse=True)]
+    trim_garden_images(garden, list(dict.fromkeys(newest)), containers, reporter)
 
 
 def _build_root_and_options(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
@@ -188,11 +217,18 @@ def _garden_root(args: argparse.Namespace) -> Path:
     return find_gardenfile(Path(args.dir)).parent
 
 
-def _built(args: argparse.Namespace) -> dict[str, Any]:
-    """The image the last build made; calling a pipeline needs no Gardenfile validation."""
-    from gardenbuild.engine.builder import require_image
+def _built(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    """The image the last build made; calling a pipeline needs no Gardenfile validation.
+    Says so when the files it was built from have changed since."""
+    from gardenbuild.engine.builder import changed_since, require_image
 
-    return require_image(_garden_root(args), args.dir)
+    root = _garden_root(args)
+    built = require_image(root, args.dir)
+    changed = changed_since(root, built)
+    if changed:
+        reporter.warn(f"{', '.join(changed[:3])}{' and more' if len(changed) > 3 else ''} changed since the image was "
+                      f"built: this calls the image of the earlier version (`gardenbuild build {args.dir}` makes the new one)")
+    return built
 
 
 def _call_limits(args: argparse.Namespace):
@@ -228,7 +264,7 @@ def _read_input(args: argparse.Namespace) -> bytes:
 def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.engine.call import call_pipeline
 
-    built = _built(args)
+    built = _built(args, reporter)
     if args.pipeline not in built["pipelines"]:
         raise UserError(f"{built['garden']} has no pipeline '{args.pipeline}'",
                         hint=f"pipelines: {', '.join(built['pipelines'])}")
@@ -245,7 +281,7 @@ def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.engine.call import run_tests
 
     garden = load_garden(args, reporter)  # the Gardenfile's tests as they are now, not as they were built
-    built = _built(args)
+    built = _built(args, reporter)
     given = [c for p in garden.pipelines for c in p.test_cases()]
     if not given:
         raise UserError(f"{garden.gardenfile} has no test cases",

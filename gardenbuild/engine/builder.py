@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -131,7 +132,8 @@ def notebook_error(log: str, notebook: str) -> NotebookError | None:
         where = f"{notebook} cell {err.get('cell')}, line {err.get('line')}"
         source = (err.get("source_line") or "").strip()
         message = f"{where}: {err.get('exception')}" + (f"\n  {err.get('line')} | {source}" if source else "")
-        return NotebookError(message, hint="fix the cell (it must run top to bottom with Restart & Run All), then build again")
+        return NotebookError(message, hint=err.get("hint") or
+                             "fix the cell (it must run top to bottom with Restart & Run All), then build again")
     messages = [e.get("message", str(e)) for e in errors]
     hints = list(dict.fromkeys(e.get("hint") or _HINTS.get(e.get("kind"), "") for e in errors))
     return NotebookError("\n".join(messages), hint=" ".join(h for h in hints if h) or None)
@@ -271,12 +273,13 @@ def execute_step(step: Step, ctx: Context) -> Record:
             raise UserError(f"the notebook's secret {', '.join(missing)} is not set in this environment",
                             hint=f"export {missing[0]}=... before building; [environment] secrets names it, and its "
                                  "value is mounted for the notebook's run only, never stored")
+        progress = _NotebookProgress(ctx.reporter, log)
         try:
             # The notebook stops itself at its limit; the build as a whole gets a little more.
             # buildah's layer cache does not see a secret's value: a garden with secrets never
             # reuses a layer of its garden stage, so no notebook run made with another value sticks.
             image_id = ctx.backend.bud(containerfile, context, tag=None if ctx.fresh else image,
-                                       no_cache=ctx.fresh or bool(step.params["secrets"]), on_line=log.append,
+                                       no_cache=ctx.fresh or bool(step.params["secrets"]), on_line=progress,
                                        timeout=limit + BUILD_GRACE_SECONDS,
                                        secrets={n: ctx.secrets[n] for n in step.params["secrets"]})
         except BackendError as exc:
@@ -292,6 +295,8 @@ def execute_step(step: Step, ctx: Context) -> Record:
         ctx.store.discard(context)
     results, _ = parse_markers("\n".join(log))
     metadata = next((r["metadata_json"] for r in reversed(results) if "metadata_json" in r), None)
+    executed = next((r["executed_ipynb"] for r in reversed(results) if "executed_ipynb" in r), None)
+    notebook_log = "\n".join(line for line in _run_step_lines(log) if not line.startswith("GARDENBUILD-RESULT "))
     if metadata is None:  # a build served from buildah's layer cache printed nothing
         metadata = ctx.backend.run(image_id, ["cat", "/garden/metadata.json"]).stdout.decode()
     digest = ctx.backend.digest(image_id)
@@ -299,9 +304,45 @@ def execute_step(step: Step, ctx: Context) -> Record:
     # image.json names the image as soon as it exists, so `run` can reach it even when a
     # pipeline test fails; build.json (emit-artifacts) is the summary of a whole build.
     built = {"garden": step.params["garden"], "image": image, "image_id": image_id, "digest": digest,
-             "pipelines": pipelines}
+             "pipelines": pipelines, "files": {rel: inputs[rel] for rel in step.params["files"]}}
     return {"image": image, "image_id": image_id, "digest": digest,
-            "files": {"metadata.json": metadata, "image.json": json.dumps(built, indent=2, sort_keys=True) + "\n"}}
+            "files": {"metadata.json": metadata, "image.json": json.dumps(built, indent=2, sort_keys=True) + "\n",
+                      "executed.ipynb": executed or _unexecuted(notebook), "notebook.log": notebook_log + "\n"}}
+
+
+class _NotebookProgress:
+    """Keeps the build's lines, and turns the executor's into progress: the cell running (on a
+    terminal) and, for a cell that runs long, how long it has been running."""
+
+    _CELL = re.compile(r"^gardenbuild: cell (\d+)/(\d+) ")
+
+    def __init__(self, reporter: Reporter, log: list[str]) -> None:
+        self.reporter, self.log = reporter, log
+
+    def __call__(self, line: str) -> None:
+        self.log.append(line)
+        m = self._CELL.match(line)
+        if m:
+            self.reporter.progress("notebook cell", int(m.group(1)), int(m.group(2)))
+        elif line.startswith(("gardenbuild: notebook cell ", "gardenbuild: ran ", "gardenbuild: left out")):
+            self.reporter.info("   " + line.removeprefix("gardenbuild: "))
+
+
+def _run_step_lines(log: list[str]) -> list[str]:
+    """The lines the notebook's RUN step printed: from its STEP line to the next one."""
+    start = next((i for i, line in enumerate(log) if line.startswith("STEP ") and "runtime.execute" in line), None)
+    if start is None:
+        return []
+    end = next((i for i in range(start + 1, len(log)) if log[i].startswith(("STEP ", "COMMIT"))), len(log))
+    return log[start + 1:end]
+
+
+def _unexecuted(notebook: str) -> str:
+    """What stands for the executed notebook when buildah reused the notebook's layer (no run, no output)."""
+    return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{
+        "cell_type": "markdown", "metadata": {}, "source": f"{notebook} was not run in this build: buildah reused the "
+        "layer of an earlier run, whose outputs were not kept. Build again after `gardenbuild cache prune` to see them."}]},
+        indent=1) + "\n"
 
 
 def test_step(step: Step, ctx: Context) -> Record:
@@ -458,3 +499,18 @@ def require_image(root: Path, shown_as: str) -> dict[str, Any]:
     if built is None:
         raise UserError(f"{root} has not been built yet", hint=f"run: gardenbuild build {shown_as}")
     return built
+
+
+def changed_since(root: Path, built: dict[str, Any]) -> list[str]:
+    """The files the image was built from that differ now (the notebook edited since, say)."""
+    from gardenbuild.plan.digests import file_sha256
+
+    changed = []
+    for rel, digest in sorted(built.get("files", {}).items()):
+        try:
+            now = file_sha256(root / rel)
+        except OSError:
+            now = None
+        if now != digest:
+            changed.append(rel)
+    return changed

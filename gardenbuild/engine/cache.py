@@ -11,6 +11,7 @@ images, and any other name an image carries, are never touched.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from gardenbuild.engine.store import TMP_GLOB, StepStore
 from gardenbuild.errors import GardenError
 from gardenbuild.report import Reporter
 
-OWN_IMAGES = ("localhost/gardenbuild/env:", "localhost/gardens/")
+GARDEN_IMAGES = "localhost/gardens/"
+OWN_IMAGES = ("localhost/gardenbuild/env:", GARDEN_IMAGES)
 #: A half-written record this old is a killed writer's (atomic_write holds one for milliseconds).
 STALE_SECONDS = 3600
 
@@ -66,6 +68,40 @@ class Usage:
                          "(`gardenbuild cache prune` removes them)")
             lines += [f"    {c['name']}  (from {c['image']})" for c in self.leftovers]
         return "\n".join(lines)
+
+
+#: How many images of one garden a build keeps (the newest); `GARDENBUILD_KEEP_IMAGES` overrides.
+KEEP_IMAGES = 3
+
+
+def keep_images() -> int:
+    try:
+        return max(1, int(os.environ.get("GARDENBUILD_KEEP_IMAGES", KEEP_IMAGES)))
+    except ValueError:
+        return KEEP_IMAGES
+
+
+def trim_garden_images(garden: str, recent: list[str], backend: Backend, reporter: Reporter,
+                       keep: int | None = None) -> list[str]:
+    """Untag the images of `garden` but the `keep` most recent (`recent`: image ids, newest
+    first); return the names dropped. An image a container still uses is left alone."""
+    keep = keep or keep_images()
+    kept = set(recent[:keep])
+    dropped = []
+    for image in backend.images((f"{GARDEN_IMAGES}{garden}:",)):
+        if image["id"] in kept:
+            continue
+        for name in image["names"]:
+            if name.startswith(f"{GARDEN_IMAGES}{garden}:"):
+                try:
+                    backend.rmi(name)
+                    dropped.append(name)
+                except GardenError:
+                    pass
+    if dropped:
+        reporter.info(f"removed {len(dropped)} older image(s) of {garden} (keeping the newest {keep}; "
+                      "GARDENBUILD_KEEP_IMAGES changes that)")
+    return dropped
 
 
 def sweep(store: StepStore, backend: Backend, reporter: Reporter) -> dict[str, int]:

@@ -32,7 +32,7 @@ from gardenbuild.plan import lockfile
 from gardenbuild.plan.digests import inputs_for
 from gardenbuild.plan.graph import PLATFORM, Plan, plan
 from gardenbuild.plan.lockfile import Lock, machine_local
-from gardenbuild.report import Reporter
+from gardenbuild.report import NullReporter, Reporter
 
 #: Resolves system packages against a pinned base image: (packages, base ref) -> pinned .debs.
 SystemResolver = Callable[[Sequence[str], str], Sequence[Any]]
@@ -145,12 +145,40 @@ def resolve_lock(garden: Garden, *, previous: Lock | None, base_digest: str | No
         if not keep:
             raise
         reporter.info("earlier pins no longer fit the requirements; resolving afresh")
+        keep = []
         wheels = resolve(garden.requirements, target, indexes=garden.indexes, reporter=reporter, cache_root=cache)
+    _refuse_held_back(garden, wheels, target, reporter=reporter, cache_root=cache, constraints=keep)
     return Lock(
         python=garden.python, platform=PLATFORM, flavor=garden.flavor.name, base_image=garden.base_image,
         base_digest=base_digest, requirements=garden.requirements, indexes=garden.indexes,
         system_packages=garden.system_packages, packages=tuple(wheels),
     )
+
+
+def _refuse_held_back(garden: Garden, wheels: Sequence[Any], target: Target, *, reporter: Reporter,
+                      cache_root: Any, constraints: Sequence[str] = ()) -> None:
+    """What gardenbuild adds for itself (dill, the Globus endpoint) must not drag a package the
+    garden asks for back to an older release: resolve without them (holding the same pins)
+    and compare."""
+    own = garden.own_requirements
+    if own == garden.requirements or not own:
+        return
+    ours = {canonicalize_name(Requirement(r).name) for r in garden.requirements if r not in own}
+    held = [c for c in constraints if canonicalize_name(c.split("==")[0]) not in ours]
+    alone = {w.name: w.version for w in resolve(own, target, indexes=garden.indexes, reporter=NullReporter(),
+                                                cache_root=cache_root, constraints=held)}
+    named = {canonicalize_name(Requirement(r).name) for r in own}
+    from packaging.version import Version
+
+    for wheel in wheels:
+        free = alone.get(wheel.name)
+        if wheel.name in named and free and Version(wheel.version) < Version(free):
+            added = ", ".join(r for r in garden.requirements if r not in own)
+            raise ResolutionError(
+                f"what gardenbuild adds for itself ({added}) holds {wheel.name} back at {wheel.version}; "
+                f"without it {wheel.name} would be {free}",
+                hint=f"{wheel.name} {free} needs a release of those packages gardenbuild cannot use; pin "
+                     f"{wheel.name}=={wheel.version} in requirements if that release will do")
 
 
 def prepare(garden: Garden, options: Options = Options(), *, backend: Backend, reporter: Reporter,
@@ -191,9 +219,11 @@ def prepare(garden: Garden, options: Options = Options(), *, backend: Backend, r
         digest = _digest(backend, base)
     else:
         digest = lock.base_digest
-        if backend.digest_in_storage(digest) is False:
+        tagged = backend.stored_digest(base)  # the tag may have moved (pulled or made again) since the lock
+        if backend.digest_in_storage(digest) is False or (tagged and tagged != digest):
             if options.locked:
-                raise UserError(f"the lock pins base image {lock.pinned_base}, which is not in local storage",
+                what = "which is not in local storage" if not tagged or tagged == digest else f"but {base} now names {tagged[:19]}"
+                raise UserError(f"the lock pins base image {lock.pinned_base}, {what}",
                                 hint=f"pull exactly that image, or run `gardenbuild lock {garden.root}` to re-pin it")
             digest = _digest(backend, base)
             reporter.warn(f"base image {base} changed: {lock.base_digest[:19]} -> {digest[:19]}; lock updated")

@@ -10,7 +10,9 @@ from gardenbuild.manifest.flavors import Flavor
 from gardenbuild.manifest.spec import GardenMeta, Publish
 
 #: What the in-image runtime itself needs, whatever the notebook asks for.
-RUNTIME_REQUIREMENTS = ("dill>=0.3.8",)
+#: (dump_module and load_module came with dill 0.3.6: no higher floor, so that it holds no
+#: package of the notebook's back at an old release.)
+RUNTIME_REQUIREMENTS = ("dill>=0.3.6",)
 #: Globus Compute workers run inside the image, so a garden published there needs them.
 GLOBUS_REQUIREMENTS = ("globus-compute-endpoint>=4.19,<5",)
 
@@ -74,10 +76,18 @@ class Garden:
     limits: Limits = Limits()
     explicit_base: bool = False  # the Gardenfile names its base image (else the flavor's, or the lock's)
     warnings: tuple[str, ...] = ()  # not wrong, but probably not meant (an include pattern matching nothing)
+    imports: tuple[tuple[int, Any], ...] = ()  # (cell number, runtime.imports.Import) the notebook makes
+    local_modules: frozenset[str] = frozenset()  # modules the notebook writes itself
 
     @property
     def name(self) -> str:
         return self.meta.name
+
+    @property
+    def own_requirements(self) -> tuple[str, ...]:
+        """The requirements the garden asks for, without those gardenbuild adds for itself."""
+        ours = set(RUNTIME_REQUIREMENTS) | set(GLOBUS_REQUIREMENTS)
+        return tuple(r for r in self.requirements if r not in ours)
 
     def with_base_image(self, image: str) -> "Garden":
         from dataclasses import replace

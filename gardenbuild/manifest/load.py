@@ -30,7 +30,7 @@ from gardenbuild.manifest.garden import (
     PipelineSpec,
     TestSpec,
 )
-from gardenbuild.manifest.notebook import analyse
+from gardenbuild.manifest.notebook import NotebookFacts, analyse
 from gardenbuild.manifest.spec import PEP508_EXAMPLE, Gardenfile
 from gardenbuild.manifest.tomlpos import dotted, key_lines, line_of
 
@@ -313,6 +313,7 @@ class _Outside:
     requirements: list[str] = field(default_factory=list)  # from requirements_file and %pip lines
     notebook: Path | None = None
     files: Discovered | None = None
+    facts: NotebookFacts | None = None
 
 
 def _check_outside(data: Mapping[str, Any], path: Path, lines: dict, skip: Iterable[tuple] = ()) -> _Outside:
@@ -391,6 +392,7 @@ def _check_outside(data: Mapping[str, Any], path: Path, lines: dict, skip: Itera
                 problem(("notebook",), f"{notebook} {exc}")
             except OSError as exc:
                 problem(("notebook",), f"{notebook} cannot be read ({exc.strerror})")
+    out.facts = facts
     if facts:
         for message in facts.problems:
             problem(("notebook",), f"{notebook}: {message}")
@@ -458,12 +460,53 @@ def resolve(spec: Gardenfile, text: str, path: Path) -> Garden:
         secrets=tuple(sorted(set(env.secrets))),
         notebook=notebook,
         files=found.files.files,
-        warnings=found.files.warnings,
+        warnings=tuple(found.files.warnings) + tuple(_warnings(spec, found.facts, path)),
+        imports=found.facts.imports if found.facts else (),
+        local_modules=found.facts.local_modules if found.facts else frozenset(),
         pipelines=pipelines,
         publish=spec.publish,
         limits=Limits(spec.limits.notebook_seconds, spec.limits.call_seconds, parse_size(spec.limits.call_memory)),
         explicit_base=env.base_image is not None,
     )
+
+
+#: What a hint may name and still arrive as JSON (arrays and frames are made from lists).
+_JSON_HINT_NAMES = {
+    "str", "int", "float", "bool", "list", "dict", "tuple", "set", "frozenset", "None", "NoneType", "Any", "object",
+    "Optional", "Union", "List", "Dict", "Tuple", "Set", "Sequence", "Mapping", "Iterable", "Collection", "Literal",
+    "typing", "collections", "abc", "ndarray", "NDArray", "DataFrame", "Series", "np", "numpy", "npt", "pd", "pandas",
+    "dtype", "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool_", "complex64",
+}
+TEMPLATE_AUTHOR = "Your Name"
+
+
+def _hint_travels(annotation: str) -> bool:
+    import ast
+
+    try:
+        tree = ast.parse(annotation, mode="eval")
+    except SyntaxError:
+        return True  # a string annotation we cannot read: the runtime judges it
+    if isinstance(tree.body, ast.Constant) and isinstance(tree.body.value, str):  # x: "np.ndarray"
+        return _hint_travels(tree.body.value)
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    return names <= _JSON_HINT_NAMES
+
+
+def _warnings(spec: Gardenfile, facts: NotebookFacts | None, path: Path) -> list[str]:
+    """Not wrong, but probably not meant: a template's placeholder, hints no JSON can fill."""
+    out = []
+    if any(a.name.strip() == TEMPLATE_AUTHOR for a in spec.garden.authors):
+        out.append(f"{path.name}: the author is still the template's placeholder '{TEMPLATE_AUTHOR}'; "
+                   "put yours in [[garden.authors]] (it goes into the citation and the DOI)")
+    functions = {p.function or p.name: p.name for p in spec.pipeline}
+    for function, param, annotation in facts.hints if facts else ():
+        if function in functions and not _hint_travels(annotation):
+            out.append(f"pipeline '{functions[function]}': parameter '{param}' is annotated {annotation}, which no "
+                       "JSON value can be: callers send numbers, strings, lists and objects (arrays and data frames "
+                       "are made from lists); take a JSON-shaped value and build the object inside the pipeline")
+    return out
 
 
 def _merge_requirements(requirements: list[str]) -> tuple[str, ...]:

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from gardenbuild.runtime.imports import Import
+
 _MAGIC = re.compile(r"^(\s*)[%!]")
 _CELL_MAGIC_BODY_IS_PYTHON = {"time", "capture", "timeit", "prun"}
 
@@ -22,6 +24,9 @@ class NotebookFacts:
     pip_requirements: tuple[str, ...]
     problems: tuple[str, ...]  # human-readable, e.g. "cell 4, line 2: invalid syntax"
     complete: bool = True  # False when a cell could not be parsed, so `functions` may miss some
+    imports: tuple[tuple[int, Import], ...] = ()  # (cell number, import), in order
+    local_modules: frozenset[str] = frozenset()  # modules the notebook writes (%%writefile x.py)
+    hints: tuple[tuple[str, str, str], ...] = ()  # (function, parameter, annotation source) of decorated functions
 
 
 def python_source(source: str) -> str:
@@ -79,8 +84,12 @@ def analyse(path: Path) -> NotebookFacts:
     """
     from gardenbuild.runtime.cells import NotebookError, UnsupportedMagic, pip_requirements, read_notebook, to_python
 
+    from gardenbuild.runtime.imports import imports_in, written_modules
+
     functions: set[str] = set()
     pipelines: set[str] = set()
+    imports: list[tuple[int, Import]] = []
+    hints: list[tuple[str, str, str]] = []
     reqs: list[str] = []
     problems: list[str] = []
     complete = True
@@ -109,9 +118,13 @@ def analyse(path: Path) -> NotebookFacts:
             problems.append(f"cell {number}, line {exc.lineno}: {exc.msg}")
             complete = False
             continue
+        imports.extend((number, found) for found in imports_in(tree))
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 functions.add(node.name)
                 if _decorated_as_pipeline(node):
                     pipelines.add(node.name)
-    return NotebookFacts(frozenset(functions), frozenset(pipelines), tuple(dict.fromkeys(reqs)), tuple(problems), complete)
+                    every = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+                    hints.extend((node.name, a.arg, ast.unparse(a.annotation)) for a in every if a.annotation)
+    return NotebookFacts(frozenset(functions), frozenset(pipelines), tuple(dict.fromkeys(reqs)), tuple(problems),
+                         complete, tuple(imports), frozenset(written_modules([c.source for c in cells])), tuple(hints))

@@ -129,7 +129,7 @@ class Plan:
 
 #: Every file any plan's steps may write into the output folder (a plan declares a subset).
 BUILD_FILES = ("requirements.lock", "system-packages.lock", "Containerfile.env", "Containerfile", "pipelines.json",
-               "metadata.json", "image.json", "test-report.json", "build.json")
+               "metadata.json", "image.json", "executed.ipynb", "notebook.log", "test-report.json", "build.json")
 
 
 def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
@@ -164,7 +164,8 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
              {"garden": garden.name, "notebook": garden.notebook, "files": sorted(inputs.files),
               "notebook_seconds": garden.limits.notebook_seconds, "secrets": list(garden.secrets)},
              inputs=tuple(sorted(inputs.files.items())) + (("runtime", inputs.runtime),),
-             outputs=("image:garden", "metadata.json", "image.json"), parents=("render-garden",)),
+             outputs=("image:garden", "metadata.json", "image.json", "executed.ipynb", "notebook.log"),
+             parents=("render-garden",)),
         # The tests are the test step's own: editing one re-runs the tests, never the notebook.
         Step("test", "test", f"run {n_tests} pipeline test case(s) in the image",
              {"cases": [c for p in garden.pipelines for c in p.test_cases()],

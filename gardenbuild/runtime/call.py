@@ -337,8 +337,12 @@ def _short(value: Any) -> str:
 
 
 def _call(name: str, func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """Call the pipeline and convert its result; raises `CallError` on failure."""
+    """Call the pipeline (its JSON arguments made into the arrays and frames its hints ask
+    for) and convert its result; raises `CallError` on failure."""
+    from gardenbuild.runtime.signature import convert_arguments
+
     try:
+        args, kwargs = convert_arguments(func, args, kwargs)
         value = func(*args, **kwargs)
     except (Exception, SystemExit) as e:
         raise CallError(

@@ -144,13 +144,63 @@ def _alarm(signum: int, frame: Any) -> None:
     raise OutOfTime()
 
 
+#: How often a long cell says it is still running, and how much of a cell's output the
+#: executed notebook keeps (the build log keeps all of it).
+HEARTBEAT_SECONDS = float(os.environ.get("GARDENBUILD_HEARTBEAT_SECONDS") or 15)
+OUTPUT_LIMIT = 200_000
+
+
+class _Tee:
+    """A text stream that writes through to `stream` and keeps a copy (up to OUTPUT_LIMIT)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.parts: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> int:
+        if self.size < OUTPUT_LIMIT:
+            self.parts.append(text[: OUTPUT_LIMIT - self.size])
+            self.size += len(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def text(self) -> str:
+        cut = "\n[gardenbuild: output cut here; the build log has all of it]\n" if self.size > OUTPUT_LIMIT else ""
+        return "".join(self.parts) + cut
+
+
+def _heartbeat(cell: Cell, started: float, done: Any) -> None:
+    while not done.wait(HEARTBEAT_SECONDS):
+        print(f"gardenbuild: notebook cell {cell.index} still running ({time.perf_counter() - started:.0f} s)",
+              file=sys.__stdout__, flush=True)
+
+
+def _module_hint(e: BaseException) -> str | None:
+    """For a cell that failed on a missing module: the requirement to add."""
+    if isinstance(e, ModuleNotFoundError) and e.name:
+        from gardenbuild.runtime.imports import distribution_for
+
+        return (f"the image has no module {e.name!r}: add \"{distribution_for(e.name)}\" to requirements in "
+                "[environment] of Gardenfile.toml")
+    return None
+
+
 def _run_cells(notebook: str, cells: list[Cell], codes: list[types.CodeType], ns: dict[str, Any],
-               timeout: float | None = None) -> list[float]:
+               timeout: float | None = None, outputs: dict[int, dict[str, str]] | None = None) -> list[float]:
     """Execute the cells in ``ns``; returns each cell's run time in seconds.
 
     With `timeout`, the notebook as a whole may run that many seconds; the cell running
-    when they run out is named, with the limit to raise.
+    when they run out is named, with the limit to raise. What each cell prints goes to the
+    build log and, by cell index, into `outputs` (for the executed notebook).
     """
+    import threading
+
     seconds = []
     if timeout:
         signal.signal(signal.SIGALRM, _alarm)
@@ -158,6 +208,10 @@ def _run_cells(notebook: str, cells: list[Cell], codes: list[types.CodeType], ns
     for n, (cell, code) in enumerate(zip(cells, codes), start=1):
         print(f"gardenbuild: cell {n}/{len(cells)} (notebook cell {cell.index})", file=sys.__stdout__, flush=True)
         started = time.perf_counter()
+        out, err = _Tee(sys.stdout), _Tee(sys.stderr)
+        sys.stdout, sys.stderr = out, err
+        done = threading.Event()
+        threading.Thread(target=_heartbeat, args=(cell, started, done), daemon=True).start()
         try:
             if code.co_flags & inspect.CO_COROUTINE:  # top-level await, which IPython allows
                 import asyncio
@@ -174,12 +228,23 @@ def _run_cells(notebook: str, cells: list[Cell], codes: list[types.CodeType], ns
                         "or build with --notebook-timeout SECONDS"}]) from None
         except BaseException as e:  # noqa: BLE001 - SystemExit/KeyboardInterrupt stop a cell too
             line = innermost_line(e, cell_filename(notebook, cell.index))
-            raise Failure([_cell_error(notebook, cell, line, describe_exception(e), user_traceback(e))]) from None
+            error = _cell_error(notebook, cell, line, describe_exception(e), user_traceback(e))
+            hint = _module_hint(e)
+            if hint:
+                error["hint"] = hint
+            raise Failure([error]) from None
         finally:
+            done.set()
+            if sys.stdout is out:
+                sys.stdout = out.stream
+            if sys.stderr is err:
+                sys.stderr = err.stream
             try:  # keep the notebook's output ahead of the next progress line
                 sys.stdout.flush()
             except Exception:  # noqa: BLE001 - a notebook may have swapped in an odd stream
                 pass
+            if outputs is not None:
+                outputs[cell.index] = {"stdout": out.text(), "stderr": err.text()}
         seconds.append(time.perf_counter() - started)
     if timeout:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -434,8 +499,14 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
     os.environ.setdefault("MPLCONFIGDIR", scratch)
     secrets = read_secrets(secret_names or [])
     os.environ.update(secrets)  # for the notebook's run only: gone before anything is saved
+    _check_imports(notebook, cells, folder)
+    outputs: dict[int, dict[str, str]] = {}
     started = time.perf_counter()
-    seconds = _run_cells(notebook, cells, codes, main.__dict__, timeout)
+    try:
+        seconds = _run_cells(notebook, cells, codes, main.__dict__, timeout, outputs)
+    except Failure:
+        _emit_executed(notebook, outputs)
+        raise
     for name in secrets:
         os.environ.pop(name, None)
     ran = time.perf_counter() - started
@@ -446,6 +517,7 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
         file=sys.__stdout__,
         flush=True,
     )
+    _emit_executed(notebook, outputs)
 
     found = _check_pipelines(notebook, config, main.__dict__)
     left_out = _leave_out_plotting_state(main.__dict__)
@@ -481,6 +553,58 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
                         "hint": "a secret may be read while the notebook runs, never kept"}])
     _write_metadata(os.path.join(out, METADATA_FILE), metadata)
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check_imports(notebook: str, cells: list[Cell], folder: str) -> None:
+    """Before the first cell runs: is every module the notebook imports installed here?"""
+    import importlib.util
+
+    from gardenbuild.runtime.imports import PROVIDED, distribution_for, imports_in, stdlib_modules, written_modules
+
+    known = stdlib_modules() | PROVIDED | written_modules([c.source for c in cells])
+    missing = []
+    seen: set[str] = set()
+    for cell in cells:
+        try:
+            tree = ast.parse(to_python(cell.source, cell=cell.index))
+        except (SyntaxError, UnsupportedMagic):
+            continue
+        for found in imports_in(tree):
+            if found.guarded or found.top in known or found.top in seen:
+                continue
+            seen.add(found.top)
+            if importlib.util.find_spec(found.top) is None:
+                missing.append((cell, found))
+    if missing:
+        name = os.path.basename(notebook)
+        raise Failure([{
+            "kind": "missing-module", "notebook": name, "cell": cell.index, "line": found.line, "module": found.module,
+            "distribution": distribution_for(found.module),
+            "message": f"{name} cell {cell.index}, line {found.line}: imports {found.module}, which is not installed "
+                       "in the image",
+            "hint": f"add \"{distribution_for(found.module)}\" to requirements in [environment] of Gardenfile.toml",
+        } for cell, found in missing])
+
+
+def _emit_executed(notebook: str, outputs: dict[int, dict[str, str]]) -> None:
+    """The notebook with the outputs of this run, for the host (never into the image: a
+    timing printed by a cell would keep the layer from reproducing)."""
+    try:
+        with open(notebook, encoding="utf-8") as f:
+            nb = json.load(f)
+    except (OSError, ValueError):
+        return
+    count = 0
+    for index, cell in enumerate(nb.get("cells", []), start=1):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        count += 1
+        ran = outputs.get(index)
+        cell["execution_count"] = count if ran is not None else None
+        cell["outputs"] = [{"output_type": "stream", "name": stream, "text": (ran or {}).get(stream, "")}
+                           for stream in ("stdout", "stderr") if (ran or {}).get(stream)]
+    text = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    print(format_marker(RESULT, {"executed_ipynb": text}), file=sys.__stdout__, flush=True)
 
 
 SECRETS_DIR = "/run/secrets"
