@@ -4,7 +4,7 @@ Importing the package must stay cheap and dependency-free: inside a garden image
 this file and ``gardenbuild.runtime`` exist.
 """
 
-from gardenbuild.runtime import garden_pipeline
+from gardenbuild.runtime import garden_pipeline, weights
 
 __version__ = "0.1.0"
-__all__ = ["garden_pipeline", "__version__"]
+__all__ = ["garden_pipeline", "weights", "__version__"]

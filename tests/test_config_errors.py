@@ -113,7 +113,7 @@ error: Gardenfile.toml:23: invalid TOML: unterminated string at the end of the f
 error: Gardenfile.toml:1: notebok: unknown key 'notebok'; did you mean 'notebook'?
 """ + KEYS),
     Case("unknown-key-no-guess", lines={2: 'colour = "green"'}, expected="""\
-error: Gardenfile.toml:2: colour: unknown key 'colour'; known keys: notebook, include, exclude, garden, environment, pipeline, limits, publish
+error: Gardenfile.toml:2: colour: unknown key 'colour'; known keys: notebook, include, exclude, garden, environment, pipeline, limits, weights, publish
 """ + KEYS),
     Case("unknown-table", lines={12: "[enviroment]"}, expected="""\
 error: Gardenfile.toml:12: enviroment: unknown key 'enviroment'; did you mean 'environment'?

@@ -437,7 +437,7 @@ class FakeResolver:
         self.fail_with_constraints = fail_with_constraints
         self.calls: list[list[str]] = []
 
-    def __call__(self, requirements, target, *, indexes, reporter, cache_root, constraints=()):
+    def __call__(self, requirements, target, *, indexes, reporter, cache_root, constraints=(), find_links=()):
         if not any(r.startswith("dill") for r in requirements):
             return list(self.wheels)  # prepare's check that gardenbuild's own needs hold nothing back
         self.calls.append(sorted(constraints))

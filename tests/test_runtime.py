@@ -230,6 +230,7 @@ def test_pip_requirements() -> None:
         "numpy>=2",
         "pandas<3",
         "-r req.txt",
+        "--index-url https://example.org/simple",  # a package source: the garden's too
         "scipy==1.*",
         "git+https://example.org/x.git#egg=x",
         "requests",

@@ -418,10 +418,12 @@ class Buildah:
 
     def run_argv(self, container: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
                  volumes: Sequence[Volume] = (), workdir: str | None = None, network_flags: Sequence[str] = (),
-                 user: str | None = None, confined: bool = False) -> list[str]:
+                 user: str | None = None, confined: bool = False, devices: Sequence[str] = ()) -> list[str]:
         """The ``buildah run`` command line for an existing working container (pure)."""
         cmd = [self.executable, "run", "--isolation", self.isolation, *network_flags,
                *(["--cap-drop", "all"] if confined else []), *_pairs("--env", env or {}), *volume_args(volumes)]
+        for device in devices:
+            cmd += ["--device", device]
         if workdir:
             cmd += ["--workingdir", workdir]
         if user:
@@ -430,7 +432,8 @@ class Buildah:
 
     def run(self, image: str, argv: Sequence[str], *, stdin: bytes | None = None, env: Mapping[str, str] | None = None,
             volumes: Sequence[Volume] = (), workdir: str | None = None, network: str | None = "none",
-            user: str | None = None, limits: Limits | None = None, pull: str = "never") -> RunResult:
+            user: str | None = None, limits: Limits | None = None, pull: str = "never",
+            devices: Sequence[str] = ()) -> RunResult:
         """Run ``argv`` in a fresh container from ``image``; the container is removed afterwards.
 
         ``user=None`` keeps the image's USER. A non-zero exit is a result, not an error
@@ -442,7 +445,8 @@ class Buildah:
         capabilities and no way to gain any (no_new_privs: a setuid ``su`` stays harmless),
         as the first process of its own PID namespace, in a cgroup holding
         its memory and process count, and is stopped after ``limits.seconds``; the result
-        then says which limit stopped it (``limit``).
+        then says which limit stopped it (``limit``). `devices` are passed through
+        (``--device``, a CDI name such as ``nvidia.com/gpu=all`` for the GPUs).
         """
         if not argv:
             raise ValueError("run() needs a command")
@@ -454,7 +458,8 @@ class Buildah:
         try:
             cmd = self.run_argv(name, argv, env={**({"HOME": "/tmp"} if limits else {}), **(env or {})},
                                 volumes=volumes, workdir=workdir, network_flags=net_flags,
-                                user=user or (UNPRIVILEGED if limits else None), confined=limits is not None)
+                                user=user or (UNPRIVILEGED if limits else None), confined=limits is not None,
+                                devices=devices)
             if limits is not None:
                 group = Cgroup.create(memory=limits.memory, pids=limits.pids)
                 if group is None and limits.memory is not None and not self._warned_cgroup:
@@ -615,9 +620,22 @@ class Buildah:
         Sizes are in bytes, from each image's manifest (buildah prints them only rounded,
         "588 MB"); that costs one inspect per image, so only the wanted ones are sized.
         """
-        out = json.loads(self._capture("images", "--json", "--no-trunc", what="buildah images").stdout or b"[]")
+        for attempt in range(3):  # another process may remove an image while buildah lists them
+            try:
+                out = json.loads(self._capture("images", "--json", "--no-trunc", what="buildah images").stdout
+                                 or b"[]") or []
+                break
+            except CommandError as exc:
+                if "image not known" not in exc.log or attempt == 2:
+                    raise
         wanted = [i for i in out if any(n.startswith(tuple(prefixes)) for n in i.get("names") or [])]
-        return [{"id": _bare_id(i["id"]), "names": i["names"], "size": self.size(i["id"])} for i in wanted]
+        found = []
+        for image in wanted:
+            try:
+                found.append({"id": _bare_id(image["id"]), "names": image["names"], "size": self.size(image["id"])})
+            except CommandError:
+                continue  # removed meanwhile
+        return found
 
     # -- local storage, read without a process
 

@@ -126,8 +126,16 @@ def _uv_version(uv: str) -> str:
     return out.stdout.strip() or "unknown"
 
 
+def _folder_listing(folder: str) -> list[list]:
+    """What a find-links folder holds (names and sizes): a new wheel in it makes a new resolution."""
+    try:
+        return sorted([e.name, e.stat().st_size] for e in os.scandir(folder) if e.name.endswith(".whl"))
+    except OSError:
+        return []
+
+
 def resolve_cache_key(requirements: Sequence[str], target: Target, indexes: Sequence[str], uv_version: str,
-                      constraints: Sequence[str] = ()) -> str:
+                      constraints: Sequence[str] = (), find_links: Sequence[str] = ()) -> str:
     """Content hash naming one resolution: same inputs, same key, on any machine."""
     payload: dict = {
         "v": _RESOLVE_CACHE_VERSION,
@@ -138,6 +146,8 @@ def resolve_cache_key(requirements: Sequence[str], target: Target, indexes: Sequ
     }
     if constraints:
         payload["constraints"] = sorted(constraints)
+    if find_links:
+        payload["find_links"] = [[f, _folder_listing(f) if "://" not in f else None] for f in find_links]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -155,7 +165,8 @@ def _uv_env() -> dict[str, str]:
     return env
 
 
-def _uv_compile_args(uv: str, target: Target, indexes: Sequence[str], constrained: bool = False) -> list[str]:
+def _uv_compile_args(uv: str, target: Target, indexes: Sequence[str], constrained: bool = False,
+                     find_links: Sequence[str] = ()) -> list[str]:
     args = [
         uv, "pip", "compile", "requirements.in",
         "--no-config",
@@ -172,7 +183,9 @@ def _uv_compile_args(uv: str, target: Target, indexes: Sequence[str], constraine
         args += ["--constraint", "constraints.txt"]
     for url in indexes:
         args += ["--extra-index-url", url]
-    if indexes:
+    for place in find_links:
+        args += ["--find-links", place]
+    if indexes or find_links:
         # Extra indexes such as PyTorch's CPU index also mirror numpy & co; the default
         # first-index strategy would then take numpy only from there. Best-match picks
         # the best version across all indexes (and prefers torch's "+cpu" builds).
@@ -206,6 +219,7 @@ def resolve(
     reporter: Reporter,
     cache_root: Path | None = None,
     constraints: Sequence[str] = (),
+    find_links: Sequence[str] = (),
 ) -> list[PinnedWheel]:
     """Pin every requirement (and dependency) to one hashed wheel for ``target``.
 
@@ -222,7 +236,7 @@ def resolve(
     uv = find_uv()
     cache_file = None
     if cache_root is not None:
-        key = resolve_cache_key(requirements, target, indexes, _uv_version(uv), constraints)
+        key = resolve_cache_key(requirements, target, indexes, _uv_version(uv), constraints, find_links)
         cache_file = Path(cache_root) / "resolve" / f"{key}.json"
         cached = _read_resolve_cache(cache_file)
         if cached is not None:
@@ -234,7 +248,8 @@ def resolve(
         workdir = Path(tmp)
         (workdir / "requirements.in").write_text("\n".join(requirements) + "\n")
         (workdir / "constraints.txt").write_text("".join(f"{c}\n" for c in constraints))
-        rc, stdout, stderr = _run_uv(_uv_compile_args(uv, target, indexes, bool(constraints)), workdir, reporter)
+        rc, stdout, stderr = _run_uv(_uv_compile_args(uv, target, indexes, bool(constraints), find_links), workdir,
+                                     reporter)
         if rc != 0:
             raise _resolution_error(requirements, target, indexes, stderr)
         wheels = parse_pylock(stdout, base=workdir, target=target)
@@ -310,6 +325,9 @@ def parse_pylock(text: str, base: Path | None = None, target: Target | None = No
     for pkg in data.get("packages", []):
         name = normalize_name(pkg["name"])
         entries = pkg.get("wheels") or []
+        archive = pkg.get("archive")  # a direct reference: `torch @ file:///.../torch-...whl`
+        if not entries and archive and str(archive.get("url", archive.get("path", ""))).endswith(".whl"):
+            entries = [archive]
         entry = _best_wheel(entries, target) if entries else None
         if entry is None:
             kind = "no wheel" if not entries else f"{len(entries)} wheels and none fits the target"
@@ -326,6 +344,12 @@ def parse_pylock(text: str, base: Path | None = None, target: Target | None = No
         sha256 = entry.get("hashes", {}).get("sha256")
         if not sha256:
             raise ResolutionError(f"resolution gave no sha256 for {filename}", hint="use an index that publishes hashes")
+        size = entry.get("size")
+        if size is None and url.startswith("file://"):
+            try:
+                size = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).stat().st_size
+            except OSError:
+                size = None
         wheels.append(
             PinnedWheel(
                 name=name,
@@ -333,7 +357,7 @@ def parse_pylock(text: str, base: Path | None = None, target: Target | None = No
                 filename=filename,
                 url=url,
                 sha256=sha256.lower(),
-                size=entry.get("size"),
+                size=size,
             )
         )
     return sorted(wheels)

@@ -23,7 +23,7 @@ from gardenbuild.cli.common import (
     plan_garden,
     prepare_garden,
 )
-from gardenbuild.errors import BuildError, UserError
+from gardenbuild.errors import BuildError, GardenError, UserError
 from gardenbuild.report import Reporter
 
 HANDLERS: dict[str, Handler] = {}
@@ -195,7 +195,10 @@ def _trim_images(garden: str, containers: Any, reporter: Reporter) -> None:
     except CatalogError:
         return  # no catalog, no order: keep everything
     newest = [b["image_id"] for b in sorted(builds, key=lambda b: (b["last_built"], b["id"]), reverse=True)]
-    trim_garden_images(garden, list(dict.fromkeys(newest)), containers, reporter)
+    try:
+        trim_garden_images(garden, list(dict.fromkeys(newest)), containers, reporter)
+    except GardenError as exc:  # housekeeping never fails a build that succeeded
+        reporter.warn(f"older images of {garden} were kept: {exc.message}")
 
 
 def _build_root_and_options(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
@@ -207,6 +210,7 @@ def _build_root_and_options(args: argparse.Namespace) -> tuple[Path, dict[str, A
         "base_image": getattr(args, "base_image", None) or os.environ.get("GARDENBUILD_BASE_IMAGE"),
         "locked": getattr(args, "locked", False),
         "notebook_timeout": getattr(args, "notebook_timeout", None),
+        "find_links": getattr(args, "find_links", None) or os.environ.get("GARDENBUILD_FIND_LINKS"),
         "cache": str(default_root().resolve()),
     }
 
@@ -262,13 +266,15 @@ def _read_input(args: argparse.Namespace) -> bytes:
 
 @command("run")
 def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.engine.call import call_pipeline
+    from gardenbuild.engine.call import call_pipeline, gpu_devices
 
     built = _built(args, reporter)
     if args.pipeline not in built["pipelines"]:
         raise UserError(f"{built['garden']} has no pipeline '{args.pipeline}'",
                         hint=f"pipelines: {', '.join(built['pipelines'])}")
-    outcome = call_pipeline(backend(reporter), built["image"], args.pipeline, _read_input(args), _call_limits(args))
+    devices = [] if args.cpu else gpu_devices(built.get("accelerator", "cpu"))
+    outcome = call_pipeline(backend(reporter), built["image"], args.pipeline, _read_input(args), _call_limits(args),
+                            devices)
     emit(args, {"pipeline": args.pipeline, "result": outcome.result, "timings": outcome.timings},
          json.dumps(outcome.result))
     reporter.info(f"(container {outcome.timings['container_s']:.2f} s, session load {outcome.timings['load_s']:.2f} s, "
@@ -375,6 +381,12 @@ def _seconds(text: str) -> float:
     return value
 
 
+def add_find_links(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--find-links", action="append", metavar="DIR",
+                   help="this machine's folder of wheels to resolve from too (repeatable; also GARDENBUILD_FIND_LINKS); "
+                        "the lock pins each wheel by sha256, so a locked rebuild needs only the cache")
+
+
 def add_limits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                    help="stop a call after this long (default: the garden's [limits] call_seconds, else 600)")
@@ -414,11 +426,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--base-image", help="use this base image instead of the flavor's (also GARDENBUILD_BASE_IMAGE)")
 
     p.add_argument("--locked", action="store_true", help="fail unless Gardenfile.lock matches the garden exactly")
+    add_find_links(p)
     p.add_argument("--notebook-timeout", type=_seconds, metavar="SECONDS",
                    help="stop the notebook's run after this long (default: [limits] notebook_seconds, else 3600)")
 
     p = sub.add_parser("lock", help="resolve and write Gardenfile.lock (pins wheels, base image digest, input hashes)")
     add_dir(p); add_json(p)  # noqa: E702
+    add_find_links(p)
     p.add_argument("--base-image", help="use this base image instead of the flavor's")
     p.add_argument("--upgrade", nargs="*", metavar="PKG", help="re-resolve all packages, or only these")
 
@@ -433,6 +447,7 @@ def add_parsers(sub: Any) -> None:
     src.add_argument("--input", help="keyword arguments as a JSON object")
     src.add_argument("--input-file", help="a file holding the JSON object")
     p.add_argument("--base-image", help=argparse.SUPPRESS)
+    p.add_argument("--cpu", action="store_true", help="call a garden built for CUDA on the CPU (no GPU asked for)")
     add_limits(p)
     add_json(p)
 

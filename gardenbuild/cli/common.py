@@ -46,7 +46,24 @@ def options(args: argparse.Namespace):
     return Options(base_image=base,
                    locked=bool(getattr(args, "locked", False)),
                    upgrade=True if upgrade == [] else tuple(upgrade) if upgrade else False,
-                   notebook_seconds=getattr(args, "notebook_timeout", None))
+                   notebook_seconds=getattr(args, "notebook_timeout", None),
+                   find_links=_find_links(args))
+
+
+def _find_links(args: argparse.Namespace) -> tuple[str, ...]:
+    """--find-links DIR (repeatable), then GARDENBUILD_FIND_LINKS (folders joined by ':')."""
+    given = list(getattr(args, "find_links", None) or [])
+    given += [p for p in os.environ.get("GARDENBUILD_FIND_LINKS", "").split(os.pathsep) if p]
+    out = []
+    for place in given:
+        if "://" in place:
+            out.append(place)
+            continue
+        folder = Path(place).expanduser().resolve()
+        if not folder.is_dir():
+            raise UserError(f"--find-links {place}: no such folder", hint="name a folder of wheel files (or a URL)")
+        out.append(str(folder))
+    return tuple(out)
 
 
 def backend(reporter: Reporter):

@@ -42,6 +42,7 @@ from gardenbuild.plan.digests import runtime_files, tree_sha256
 from gardenbuild.plan.explain import snapshot
 from gardenbuild.plan.graph import (
     BUILD_FILES,
+    WEIGHTS_REPOSITORY,
     Plan,
     PlanError,
     Step,
@@ -75,6 +76,7 @@ class BuildResult:
     env_image: str
     out_dir: Path
     digest: str = ""
+    session_bytes: int | None = None
     steps: list[StepResult] = field(default_factory=list)
     tests: list[dict[str, Any]] = field(default_factory=list)
 
@@ -84,6 +86,7 @@ class BuildResult:
             "image": self.image,
             "image_id": self.image_id,
             "digest": self.digest,
+            "session_bytes": self.session_bytes,
             "env_image": self.env_image,
             "output_dir": str(self.out_dir),
             "steps": [asdict(s) for s in self.steps],
@@ -201,7 +204,7 @@ def render_env_step(step: Step, ctx: Context) -> Record:
 
 
 def render_garden_step(step: Step, ctx: Context) -> Record:
-    context = {**step.params["context"], "env_image": ctx.parents["build-env"]["image"]}
+    context = {**step.params["context"], "env_image": ctx.parents[step.params["from"]]["image"]}
     return {"files": {"Containerfile": render(step.params["template"], context),
                       "pipelines.json": step.params["pipelines"]}}
 
@@ -223,6 +226,51 @@ def build_env_step(step: Step, ctx: Context) -> Record:
             containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh,
             volumes=[(house, WHEELHOUSE, "ro"), (debs_dir, DEBS, "ro"), (Path(find_uv()), UV, "ro")],
         )
+    finally:
+        ctx.store.discard(context)
+    return {"image": image, "image_id": image_id}
+
+
+def _weights_pins(step_params: Mapping[str, Any], root: Path) -> list[PinnedWheel]:
+    """The weights as cache entries: a URL's, or the garden file's (as a file URL)."""
+    pins = []
+    for w in step_params["weights"]:
+        url = w["url"] or (root / w["path"]).resolve().as_uri()
+        pins.append(PinnedWheel(w["name"], "weights", w["filename"], url, w["sha256"], None))
+    return pins
+
+
+def fetch_weights_step(step: Step, ctx: Context) -> Record:
+    """Weights into the content-addressed cache (checked against their sha256 as they come)."""
+    for w in step.params["weights"]:
+        if w["path"] and not Path(os.path.realpath(ctx.root / w["path"])).is_relative_to(ctx.root.resolve()):
+            raise UserError(f"weights '{w['name']}': {w['path']} now leads outside the garden folder")
+    try:
+        ctx.wheels.fetch(_weights_pins(step.params, ctx.root), ctx.reporter)
+    except GardenError as exc:
+        if "sha256 mismatch" in exc.message:
+            raise UserError(exc.message.replace("sha256 mismatch for", "the weights file") + "",
+                            hint="put the file's real sha256 in [[weights]] (sha256sum FILE), or restore the file") \
+                from None
+        raise
+    return {"weights": [asdict(p) for p in _weights_pins(step.params, ctx.root)]}
+
+
+def build_weights_step(step: Step, ctx: Context) -> Record:
+    """FROM the environment, COPY the weights: an image of its own, so the layer is shared."""
+    pins = [PinnedWheel(**p) for p in ctx.parents["fetch-weights"]["weights"]]
+    image = f"{WEIGHTS_REPOSITORY}:{step.key[:20]}"
+    context = ctx.store.scratch()
+    try:
+        for pin in pins:
+            dest = context / "weights" / pin.name
+            ctx.wheels.wheelhouse([pin], dest)
+        containerfile = context / "Containerfile"
+        containerfile.write_text(render(step.params["template"], {
+            "gardenbuild_version": step.params["gardenbuild_version"], "env_image": ctx.parents["build-env"]["image"],
+            "weights_dir": step.params["weights_dir"], "user": step.params["user"],
+            "names": [p.name for p in pins]}))
+        image_id = ctx.backend.bud(containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh)
     finally:
         ctx.store.discard(context)
     return {"image": image, "image_id": image_id}
@@ -301,11 +349,19 @@ def execute_step(step: Step, ctx: Context) -> Record:
         metadata = ctx.backend.run(image_id, ["cat", "/garden/metadata.json"]).stdout.decode()
     digest = ctx.backend.digest(image_id)
     pipelines = [p["name"] for p in json.loads(rendered["pipelines.json"])["pipelines"]]
+    facts = json.loads(metadata)
+    session_bytes = facts.get("session_bytes")
+    if facts.get("biggest_variables"):
+        named = ", ".join(f"{v['name']} ({v['type']}, {v['bytes'] / 1e6:.0f} MB)" for v in facts["biggest_variables"])
+        ctx.reporter.warn(f"the saved session is {session_bytes / 1e6:.0f} MB, and every call loads all of it; the "
+                          f"biggest variables: {named}. Keep large files as [[weights]] (gardenbuild.weights()) and "
+                          "drop what calls do not need in a last cell")
     # image.json names the image as soon as it exists, so `run` can reach it even when a
     # pipeline test fails; build.json (emit-artifacts) is the summary of a whole build.
     built = {"garden": step.params["garden"], "image": image, "image_id": image_id, "digest": digest,
-             "pipelines": pipelines, "files": {rel: inputs[rel] for rel in step.params["files"]}}
-    return {"image": image, "image_id": image_id, "digest": digest,
+             "pipelines": pipelines, "files": {rel: inputs[rel] for rel in step.params["files"]},
+             "session_bytes": session_bytes, "accelerator": step.params["accelerator"]}
+    return {"image": image, "image_id": image_id, "digest": digest, "session_bytes": session_bytes,
             "files": {"metadata.json": metadata, "image.json": json.dumps(built, indent=2, sort_keys=True) + "\n",
                       "executed.ipynb": executed or _unexecuted(notebook), "notebook.log": notebook_log + "\n"}}
 
@@ -375,6 +431,7 @@ def emit_step(step: Step, ctx: Context) -> Record:
         "image": executed["image"],
         "image_id": executed["image_id"],
         "digest": executed["digest"],
+        "session_bytes": executed.get("session_bytes"),
         "steps": {**{p: r["key"] for p, r in ctx.parents.items()}, step.id: step.key},
         "complete": True,
     }
@@ -386,6 +443,8 @@ HANDLERS: dict[str, Callable[[Step, Context], Record]] = {
     "fetch": fetch_step,
     "render-env": render_env_step,
     "build-env": build_env_step,
+    "fetch-weights": fetch_weights_step,
+    "build-weights": build_weights_step,
     "render-garden": render_garden_step,
     "execute-notebook": execute_step,
     "test": test_step,
@@ -456,6 +515,7 @@ class Builder:
             self._remove_stale_files()
         executed = self.records["execute-notebook"]
         result.image_id, result.digest = executed["image_id"], executed["digest"]
+        result.session_bytes = executed.get("session_bytes")
         result.tests = self.records["test"].get("cases", [])
         return result
 

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gardenbuild.backends import Backend, Limits
@@ -57,10 +58,30 @@ def _check_limits(run: Any, what: str, limits: Limits) -> None:
                             hint="raise it with --timeout SECONDS, or call_seconds in the [limits] table of Gardenfile.toml")
 
 
-def call_pipeline(backend: Backend, image: str, pipeline: str, payload: bytes, limits: Limits = DEFAULT_LIMITS) -> Outcome:
+#: How a container asks for every NVIDIA GPU of the host (a CDI device, as the NVIDIA
+#: Container Toolkit names them: `nvidia-ctk cdi generate` writes the spec).
+GPU_DEVICE = "nvidia.com/gpu=all"
+
+
+def gpu_devices(accelerator: str, *, dev: Path = Path("/dev")) -> list[str]:
+    """The devices a call of a garden built for `accelerator` needs; a clear error when the
+    garden needs a GPU and this machine has none."""
+    if accelerator != "cuda":
+        return []
+    if (dev / "nvidiactl").exists() or any(dev.glob("nvidia[0-9]*")):
+        return [GPU_DEVICE]
+    raise UserError("this garden is built for CUDA (accelerator = \"cuda\") and this machine has no NVIDIA GPU "
+                    f"(no {dev}/nvidiactl)",
+                    hint="run it where there is one (with the NVIDIA Container Toolkit's CDI spec: nvidia-ctk cdi "
+                         "generate), on a GPU endpoint through Globus Compute, or here on the CPU with --cpu")
+
+
+def call_pipeline(backend: Backend, image: str, pipeline: str, payload: bytes, limits: Limits = DEFAULT_LIMITS,
+                  devices: list[str] | None = None) -> Outcome:
     """Call `pipeline` in a fresh, confined container of `image` (see `Backend.run`)."""
     started = time.monotonic()
-    run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", pipeline], stdin=payload, limits=limits)
+    run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", pipeline], stdin=payload, limits=limits,
+                      devices=devices or ())
     total = time.monotonic() - started
     _check_limits(run, f"pipeline '{pipeline}'", limits)
     results, errors, stderr = _parse(run)

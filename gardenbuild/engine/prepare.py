@@ -46,12 +46,15 @@ class Options:
     locked: bool = False  # --locked: build exactly what the lock describes, or refuse
     upgrade: bool | tuple[str, ...] = False  # lock --upgrade [PKG ...]
     notebook_seconds: float | None = None  # build --notebook-timeout: overrides [limits] notebook_seconds
+    find_links: tuple[str, ...] = ()  # --find-links / GARDENBUILD_FIND_LINKS: this machine's wheel folders
 
     def apply(self, garden: Garden) -> Garden:
         """The garden with what the command line overrides in it (not the base: see `choose_base`)."""
-        if self.notebook_seconds is None:
-            return garden
-        return replace(garden, limits=replace(garden.limits, notebook_seconds=self.notebook_seconds))
+        if self.notebook_seconds is not None:
+            garden = replace(garden, limits=replace(garden.limits, notebook_seconds=self.notebook_seconds))
+        if self.find_links:
+            garden = replace(garden, machine_find_links=tuple(dict.fromkeys(self.find_links)))
+        return garden
 
 
 @dataclass(frozen=True)
@@ -140,19 +143,40 @@ def resolve_lock(garden: Garden, *, previous: Lock | None, base_digest: str | No
     cache = None if upgrade else cache_root
     try:
         wheels = resolve(garden.requirements, target, indexes=garden.indexes, reporter=reporter,
-                         cache_root=cache, constraints=keep)
+                         cache_root=cache, constraints=keep, find_links=_find_links(garden))
     except ResolutionError:
         if not keep:
             raise
         reporter.info("earlier pins no longer fit the requirements; resolving afresh")
         keep = []
-        wheels = resolve(garden.requirements, target, indexes=garden.indexes, reporter=reporter, cache_root=cache)
+        wheels = resolve(garden.requirements, target, indexes=garden.indexes, reporter=reporter, cache_root=cache,
+                         find_links=_find_links(garden))
+    _warn_if_heavy(wheels, reporter)
     _refuse_held_back(garden, wheels, target, reporter=reporter, cache_root=cache, constraints=keep)
     return Lock(
         python=garden.python, platform=PLATFORM, flavor=garden.flavor.name, base_image=garden.base_image,
-        base_digest=base_digest, requirements=garden.requirements, indexes=garden.indexes,
+        base_digest=base_digest, requirements=garden.requirements, indexes=garden.indexes, find_links=garden.find_links,
         system_packages=garden.system_packages, packages=tuple(wheels),
     )
+
+
+def _find_links(garden: Garden) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(garden.find_links + garden.machine_find_links))
+
+
+#: Locked wheels heavier than this together are worth a word (a CUDA torch is about 3 GB).
+HEAVY_BYTES = 2 * 10**9
+
+
+def _warn_if_heavy(wheels: Sequence[Any], reporter: Reporter) -> None:
+    total = sum(w.size or 0 for w in wheels)
+    if total <= HEAVY_BYTES:
+        return
+    biggest = sorted(wheels, key=lambda w: -(w.size or 0))[:3]
+    named = ", ".join(f"{w.name} {w.version} ({(w.size or 0) / 1e9:.2f} GB)" for w in biggest)
+    reporter.warn(f"the locked wheels add up to {total / 1e9:.2f} GB; the biggest: {named}. A CUDA build of torch "
+                  "pulls several GB of nvidia-* wheels: for the CPU build use the torch flavor's index, or a folder "
+                  "of CPU wheels (find_links)")
 
 
 def _refuse_held_back(garden: Garden, wheels: Sequence[Any], target: Target, *, reporter: Reporter,
@@ -166,7 +190,8 @@ def _refuse_held_back(garden: Garden, wheels: Sequence[Any], target: Target, *, 
     ours = {canonicalize_name(Requirement(r).name) for r in garden.requirements if r not in own}
     held = [c for c in constraints if canonicalize_name(c.split("==")[0]) not in ours]
     alone = {w.name: w.version for w in resolve(own, target, indexes=garden.indexes, reporter=NullReporter(),
-                                                cache_root=cache_root, constraints=held)}
+                                                cache_root=cache_root, constraints=held,
+                                                find_links=_find_links(garden))}
     named = {canonicalize_name(Requirement(r).name) for r in own}
     from packaging.version import Version
 

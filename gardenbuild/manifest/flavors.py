@@ -42,6 +42,9 @@ def supported_pythons() -> tuple[str, ...]:
     return tuple(pythons())
 
 
+ACCELERATORS = ("cpu", "cuda")
+
+
 @dataclass(frozen=True)
 class Flavor:
     name: str
@@ -49,6 +52,18 @@ class Flavor:
     packages: tuple[str, ...]
     indexes: tuple[str, ...]
     base_images: tuple[tuple[str, str], ...] = ()  # (python, image) the flavor names itself, sorted
+    accelerators: tuple[tuple[str, tuple[tuple[str, ...], tuple[str, ...]]], ...] = ()  # name -> (packages, indexes)
+
+    def for_accelerator(self, accelerator: str) -> "Flavor":
+        """The flavor as built for `accelerator` ("cpu" is the flavor itself)."""
+        if accelerator == "cpu":
+            return self
+        variants = dict(self.accelerators)
+        if accelerator not in variants:
+            offered = ", ".join(["cpu", *variants])
+            raise UserError(f"flavor '{self.name}' has no {accelerator} build", hint=f"flavor '{self.name}' offers: {offered}")
+        packages, indexes = variants[accelerator]
+        return Flavor(self.name, self.description, packages, indexes, self.base_images, self.accelerators)
 
     def base_image(self, python: str) -> str:
         own = dict(self.base_images)
@@ -68,6 +83,8 @@ def _load(path: Path) -> Flavor:
         packages=tuple(data.get("packages", ())),
         indexes=tuple(data.get("indexes", ())),
         base_images=tuple(sorted((v, t["base_image"]) for v, t in data.get("python", {}).items())),
+        accelerators=tuple(sorted((k, (tuple(t.get("packages", ())), tuple(t.get("indexes", ()))))
+                                  for k, t in data.get("accelerator", {}).items())),
     )
 
 

@@ -55,6 +55,20 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class WeightsSpec:
+    """A weights file: where it comes from (a garden-relative path or a URL) and its sha256."""
+
+    name: str
+    filename: str
+    sha256: str
+    path: str | None = None  # relative to the garden folder
+    url: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "filename": self.filename, "sha256": self.sha256, "path": self.path, "url": self.url}
+
+
+@dataclass(frozen=True)
 class Garden:
     """A Gardenfile after validation and resolution; the planner's only input."""
 
@@ -65,7 +79,7 @@ class Garden:
     flavor: Flavor
     base_image: str
     requirements: tuple[str, ...]
-    indexes: tuple[str, ...]
+    indexes: tuple[str, ...]  # extra package indexes (PyPI is always the first)
     system_packages: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     secrets: tuple[str, ...]  # host variables the notebook's run reads; their values are never stored
@@ -74,6 +88,10 @@ class Garden:
     pipelines: tuple[PipelineSpec, ...]
     publish: Publish
     limits: Limits = Limits()
+    find_links: tuple[str, ...] = ()  # the garden's own: URLs, or absolute folder paths
+    machine_find_links: tuple[str, ...] = ()  # this machine's (--find-links): used to resolve, never locked
+    weights: tuple[WeightsSpec, ...] = ()  # in a layer of their own, below the notebook's
+    accelerator: str = "cpu"  # "cuda": built with the flavor's CUDA packages; calls need a GPU
     explicit_base: bool = False  # the Gardenfile names its base image (else the flavor's, or the lock's)
     warnings: tuple[str, ...] = ()  # not wrong, but probably not meant (an include pattern matching nothing)
     imports: tuple[tuple[int, Any], ...] = ()  # (cell number, runtime.imports.Import) the notebook makes

@@ -28,6 +28,7 @@ from gardenbuild.manifest.garden import (
     Garden,
     Limits,
     PipelineSpec,
+    WeightsSpec,
     TestSpec,
 )
 from gardenbuild.manifest.notebook import NotebookFacts, analyse
@@ -294,6 +295,80 @@ def discover_files(root: Path, notebook: str, include: tuple[str, ...], exclude:
     return Discovered(tuple(sorted(picked)), tuple(problems), tuple(warnings))
 
 
+def _source_option(line: str) -> tuple[str, str] | None:
+    """``--index-url URL``, ``-i URL``, ``--extra-index-url=URL``, ``-f DIR``...: (long option, value)."""
+    names = {"-i": "--index-url", "--index-url": "--index-url", "--extra-index-url": "--extra-index-url",
+             "-f": "--find-links", "--find-links": "--find-links"}
+    option, sep, value = line.replace("=", " ", 1).partition(" ") if line.startswith("--") else line.partition(" ")
+    if option in names and value.strip():
+        return names[option], value.strip()
+    return None
+
+
+def _sources(data: Mapping[str, Any], env: Mapping[str, Any], out: "_Outside", root: Path,
+             problem: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The garden's package indexes and find-links: the Gardenfile's (its indexes replace the
+    flavor's), then pip's own options in the requirements file and %pip lines (an
+    --index-url there is taken as one more index: packages come from the best of all)."""
+    from gardenbuild.manifest.spec import source
+
+    indexes = list(env["indexes"]) if isinstance(env.get("indexes"), (list, tuple)) else \
+        list(out.flavor.indexes if out.flavor else ())
+    links = list(env.get("find_links") or ()) if isinstance(env.get("find_links"), (list, tuple)) else []
+    located: list[tuple[tuple, str]] = [(("environment", "find_links", i), v) for i, v in enumerate(links)]
+    for loc, option, value, where in out.sources:
+        try:
+            source(value)
+        except ValueError as exc:
+            problem(loc, f"{where}: {option} {exc}")
+            continue
+        if option == "--find-links":
+            located.append((loc, value))
+        elif value not in indexes:
+            indexes.append(value)
+    find_links = []
+    for loc, value in located:
+        if not isinstance(value, str) or "://" in value:
+            find_links.append(value)
+            continue
+        folder = (root / value).resolve() if not Path(value).is_absolute() else Path(value)
+        if not folder.is_dir():
+            problem(loc, f"find-links folder '{value}' does not exist (relative paths are from the garden folder)")
+            continue
+        find_links.append(str(folder))
+    return tuple(dict.fromkeys(indexes)), tuple(dict.fromkeys(find_links))
+
+
+def _weights(data: Mapping[str, Any], root: Path, problem: Any, rejected: list) -> tuple[WeightsSpec, ...]:
+    """The [[weights]] files, their paths checked (inside the folder, a regular file)."""
+    import urllib.parse
+
+    out = []
+    entries = data.get("weights", ())
+    for i, entry in enumerate(entries if isinstance(entries, (list, tuple)) else ()):
+        if not isinstance(entry, Mapping) or any(r[:2] == ("weights", i) or r == ("weights",) for r in rejected):
+            continue
+        name, sha, path, url = entry.get("name"), entry.get("sha256"), entry.get("path"), entry.get("url")
+        if not (isinstance(name, str) and isinstance(sha, str)):
+            continue
+        if isinstance(path, str):
+            target = _inside(root, path)
+            if target is None:
+                problem(("weights", i, "path"), f"'{path}' is outside the garden folder")
+            elif not target.is_file():
+                problem(("weights", i, "path"), f"file '{path}' does not exist")
+            else:
+                rel = target.relative_to(root.resolve()).as_posix()
+                out.append(WeightsSpec(name, target.name, sha, path=rel))
+        elif isinstance(url, str):
+            filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]) or name
+            out.append(WeightsSpec(name, filename, sha, url=url))
+    names = [w.name for w in out]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problem(("weights",), f"weights name '{dup}' is used twice")
+    return tuple(out)
+
+
 def _read_requirements_file(path: Path) -> list[str]:
     reqs = []
     for raw in path.read_text(encoding="utf-8").splitlines():
@@ -314,6 +389,10 @@ class _Outside:
     notebook: Path | None = None
     files: Discovered | None = None
     facts: NotebookFacts | None = None
+    sources: list[tuple[tuple, str, str, str]] = field(default_factory=list)  # (key, option, value, where) from pip syntax
+    indexes: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    weights: tuple[WeightsSpec, ...] = ()
 
 
 def _check_outside(data: Mapping[str, Any], path: Path, lines: dict, skip: Iterable[tuple] = ()) -> _Outside:
@@ -341,6 +420,12 @@ def _check_outside(data: Mapping[str, Any], path: Path, lines: dict, skip: Itera
             out.flavor = flavor_table.get(flavor_name)
         except UserError as exc:
             problem(("environment", "flavor"), f"{exc.message}; {exc.hint}")
+    accelerator = env.get("accelerator", "cpu")
+    if out.flavor and usable(("environment", "accelerator"), accelerator):
+        try:
+            out.flavor = out.flavor.for_accelerator(accelerator)
+        except UserError as exc:
+            problem(("environment", "accelerator"), f"{exc.message}; {exc.hint}")
     out.base_image = env.get("base_image")
     if out.flavor and out.base_image is None and usable(("environment", "python"), python):
         try:
@@ -365,11 +450,17 @@ def _check_outside(data: Mapping[str, Any], path: Path, lines: dict, skip: Itera
                 problem(loc, f"'{req_file}' cannot be read ({getattr(exc, 'strerror', None) or 'not UTF-8 text'})")
                 lines_read = []
             for req in lines_read:
+                option = _source_option(req)
+                if option is not None:
+                    out.sources.append((loc, *option, f"{req_file}"))
+                    continue
                 try:
                     Requirement(req)
                     out.requirements.append(req)
                 except InvalidRequirement:
-                    problem(loc, f"{req_file}: '{req}' is not a PEP 508 requirement {PEP508_EXAMPLE}")
+                    problem(loc, f"{req_file}: '{req}' is not a PEP 508 requirement {PEP508_EXAMPLE}"
+                                 + (" (of pip's options, gardenbuild reads --index-url, --extra-index-url and "
+                                    "--find-links)" if req.startswith("-") else ""))
 
     notebook = data.get("notebook")
     facts = None
@@ -397,6 +488,10 @@ def _check_outside(data: Mapping[str, Any], path: Path, lines: dict, skip: Itera
         for message in facts.problems:
             problem(("notebook",), f"{notebook}: {message}")
         out.requirements.extend(facts.pip_requirements)
+        out.sources.extend((("notebook",), option, value, f"{notebook}'s %pip line") for option, value in facts.pip_sources)
+
+    out.indexes, out.find_links = _sources(data, env, out, root, problem)
+    out.weights = _weights(data, root, problem, rejected)
 
     patterns = {k: data.get(k, ()) for k in ("include", "exclude")}
     if out.notebook is not None and all(isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
@@ -454,12 +549,14 @@ def resolve(spec: Gardenfile, text: str, path: Path) -> Garden:
         base_image=found.base_image,
         requirements=_merge_requirements(requirements + list(RUNTIME_REQUIREMENTS)
                                          + list(GLOBUS_REQUIREMENTS if spec.publish.globus else ())),
-        indexes=found.flavor.indexes,
+        indexes=found.indexes,
+        find_links=found.find_links,
+        weights=found.weights,
         system_packages=tuple(sorted(set(env.system_packages))),
         env=tuple(sorted(env.env.items())),
         secrets=tuple(sorted(set(env.secrets))),
         notebook=notebook,
-        files=found.files.files,
+        files=tuple(f for f in found.files.files if f not in {w.path for w in found.weights}),
         warnings=tuple(found.files.warnings) + tuple(_warnings(spec, found.facts, path)),
         imports=found.facts.imports if found.facts else (),
         local_modules=found.facts.local_modules if found.facts else frozenset(),
@@ -467,6 +564,7 @@ def resolve(spec: Gardenfile, text: str, path: Path) -> Garden:
         publish=spec.publish,
         limits=Limits(spec.limits.notebook_seconds, spec.limits.call_seconds, parse_size(spec.limits.call_memory)),
         explicit_base=env.base_image is not None,
+        accelerator=env.accelerator,
     )
 
 

@@ -27,6 +27,7 @@ class NotebookFacts:
     imports: tuple[tuple[int, Import], ...] = ()  # (cell number, import), in order
     local_modules: frozenset[str] = frozenset()  # modules the notebook writes (%%writefile x.py)
     hints: tuple[tuple[str, str, str], ...] = ()  # (function, parameter, annotation source) of decorated functions
+    pip_sources: tuple[tuple[str, str], ...] = ()  # ("--index-url"/"--extra-index-url"/"--find-links", value)
 
 
 def python_source(source: str) -> str:
@@ -57,12 +58,18 @@ def _decorated_as_pipeline(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool
     return False
 
 
+#: pip options that name where packages come from: kept as the garden's sources.
+SOURCE_OPTIONS = ("--index-url ", "--extra-index-url ", "--find-links ")
+
+
 def _unlockable(requirement: str) -> str | None:
     """Why a ``%pip install`` argument cannot go into the lock, or None if it can."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     from gardenbuild.manifest.spec import PEP508_EXAMPLE
 
+    if requirement.startswith(SOURCE_OPTIONS):
+        return None
     if requirement.startswith("-r "):
         file = requirement[3:]
         return f"'%pip install -r {file}' is not supported; set requirements_file = \"{file}\" in [environment] instead"
@@ -90,6 +97,7 @@ def analyse(path: Path) -> NotebookFacts:
     pipelines: set[str] = set()
     imports: list[tuple[int, Import]] = []
     hints: list[tuple[str, str, str]] = []
+    sources: list[tuple[str, str]] = []
     reqs: list[str] = []
     problems: list[str] = []
     complete = True
@@ -103,6 +111,9 @@ def analyse(path: Path) -> NotebookFacts:
             why = _unlockable(req)
             if why:
                 problems.append(f"cell {number}: {why}")
+            elif req.startswith(SOURCE_OPTIONS):
+                option, _, value = req.partition(" ")
+                sources.append((option, value))
             else:
                 reqs.append(req)
         try:
@@ -127,4 +138,5 @@ def analyse(path: Path) -> NotebookFacts:
                     every = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
                     hints.extend((node.name, a.arg, ast.unparse(a.annotation)) for a in every if a.annotation)
     return NotebookFacts(frozenset(functions), frozenset(pipelines), tuple(dict.fromkeys(reqs)), tuple(problems),
-                         complete, tuple(imports), frozenset(written_modules([c.source for c in cells])), tuple(hints))
+                         complete, tuple(imports), frozenset(written_modules([c.source for c in cells])), tuple(hints),
+                         tuple(dict.fromkeys(sources)))

@@ -7,7 +7,7 @@ left as None here and filled by `gardenbuild.manifest.load.resolve`.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -169,6 +169,27 @@ def _one_line(value: str) -> str:
     return value
 
 
+def source(value: str) -> str:
+    """A package source: an index or find-links URL (http, https, file), or a folder path.
+
+    Credentials never go in it (the Gardenfile, the lock and the image's labels are read
+    by others): they come from ~/.netrc, which uv and gardenbuild's downloads both read."""
+    from urllib.parse import urlsplit
+
+    text = value.strip()
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https", "file"):
+            raise ValueError(f"'{value}' is not an http, https or file URL")
+        if parts.username or parts.password:
+            raise ValueError(f"'{parts._replace(netloc=parts.hostname or '').geturl()}' carries credentials; keep them "
+                             f"out of Gardenfile.toml: put them in ~/.netrc (machine {parts.hostname} login ... "
+                             "password ...)")
+    elif not text:
+        raise ValueError("a package source must not be empty")
+    return text
+
+
 def _image_reference(value: str | None) -> str | None:
     if value is None:
         return None
@@ -182,6 +203,7 @@ def _image_reference(value: str | None) -> str | None:
 RequirementText = Annotated[str, AfterValidator(_pep508)]
 PackageName = Annotated[str, AfterValidator(_debian_package)]
 EnvVarName = Annotated[str, AfterValidator(_env_name)]
+Source = Annotated[str, AfterValidator(source)]
 EnvEntryName = Annotated[str, AfterValidator(_env_entry_name)]
 EnvValue = Annotated[str, AfterValidator(_one_line)]
 
@@ -189,9 +211,12 @@ EnvValue = Annotated[str, AfterValidator(_one_line)]
 class Environment(Strict):
     python: str = "3.11"
     flavor: str = "base"
+    accelerator: Literal["cpu", "cuda"] = "cpu"  # cuda: the flavor's CUDA build; calls then need a GPU
     requirements: tuple[RequirementText, ...] = ()
     requirements_file: str | None = None
     system_packages: tuple[PackageName, ...] = ()
+    indexes: tuple[Source, ...] | None = None  # extra package indexes; replace the flavor's when given
+    find_links: tuple[Source, ...] = ()  # folders or pages of wheels, beside the indexes
     env: dict[EnvEntryName, EnvValue] = Field(default_factory=dict)
     secrets: tuple[EnvVarName, ...] = ()  # names of host variables the notebook's run may read, never stored
     base_image: Annotated[str | None, AfterValidator(_image_reference)] = None
@@ -243,6 +268,21 @@ class Limits(Strict):
     call_memory: Annotated[str | int, AfterValidator(_size)] = "8GiB"  # memory of one call
 
 
+class Weights(Strict):
+    """A large file the notebook reads (model weights), kept out of the notebook's layer."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=63)
+    path: str | None = None  # a file in the garden folder
+    url: Annotated[str | None, AfterValidator(lambda v: v if v is None else source(v))] = None
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> "Weights":
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give the weights either a path (a file in the garden folder) or a url, not both")
+        return self
+
+
 class Publish(Strict):
     registry: str | None = None
     globus: bool = False
@@ -261,4 +301,5 @@ class Gardenfile(Strict):
     environment: Environment = Field(default_factory=Environment)
     pipeline: tuple[Pipeline, ...] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
+    weights: tuple[Weights, ...] = ()
     publish: Publish = Field(default_factory=Publish)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gardenbuild.manifest.garden import Garden
 from gardenbuild.plan.graph import Inputs
-from gardenbuild.plan.render import ENV_TEMPLATE, GARDEN_TEMPLATE
+from gardenbuild.plan.render import ENV_TEMPLATE, GARDEN_TEMPLATE, WEIGHTS_TEMPLATE
 from gardenbuild.resources import data_dir, runtime_dir
 
 
@@ -49,7 +49,7 @@ def inputs_for(garden: Garden, lock: dict | None = None) -> Inputs:
     templates = data_dir("templates")
     return Inputs(
         files={rel: file_sha256(garden.root / rel) for rel in garden.files},
-        templates={name: file_sha256(templates / name) for name in (ENV_TEMPLATE, GARDEN_TEMPLATE)},
+        templates={name: file_sha256(templates / name) for name in (ENV_TEMPLATE, GARDEN_TEMPLATE, WEIGHTS_TEMPLATE)},
         runtime=tree_sha256(runtime_files()),
         uv=uv_identity(),
         lock=lock,

@@ -20,10 +20,13 @@ from gardenbuild.manifest.garden import Garden
 from gardenbuild.plan.render import (
     ENV_TEMPLATE,
     GARDEN_TEMPLATE,
+    NOTEBOOK_USER,
+    WEIGHTS_TEMPLATE,
     env_context,
     garden_context,
     pipelines_config,
 )
+from gardenbuild.runtime import WEIGHTS_DIR
 
 PLATFORM = "x86_64-manylinux_2_36"
 
@@ -31,6 +34,9 @@ PLATFORM = "x86_64-manylinux_2_36"
 RECORD_FORMAT = 3
 
 KINDS = ("resolve", "fetch", "render", "build-image", "execute-notebook", "test", "emit-artifacts")
+#: Step ids in build order, where kinds repeat (two fetches, two renders, three image builds).
+ORDER = ("resolve", "fetch", "render-env", "build-env", "fetch-weights", "build-weights", "render-garden",
+         "execute-notebook", "test", "emit-artifacts")
 
 
 class PlanError(GardenError):
@@ -87,6 +93,7 @@ class Step:
 
 
 ENV_REPOSITORY = "localhost/gardenbuild/env"
+WEIGHTS_REPOSITORY = "localhost/gardenbuild/weights"
 GARDEN_REPOSITORY = "localhost/gardens"
 
 
@@ -108,7 +115,7 @@ class Plan:
 
     def steps(self) -> Iterator[Step]:
         """Steps in a stable topological order."""
-        for step_id in nx.lexicographical_topological_sort(self.graph, key=lambda s: KINDS.index(self.graph.nodes[s]["step"].kind)):
+        for step_id in nx.lexicographical_topological_sort(self.graph, key=lambda s: ORDER.index(s) if s in ORDER else 99):
             yield self.graph.nodes[step_id]["step"]
 
     def step(self, step_id: str) -> Step:
@@ -138,6 +145,7 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
         "python": garden.python,
         "platform": PLATFORM,
         "indexes": list(garden.indexes),
+        "find_links": list(garden.find_links),
         "system_packages": list(garden.system_packages),
     }
     if inputs.lock is not None:
@@ -145,6 +153,21 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
     resolved = ("requirements.lock",) + (("system-packages.lock",) if garden.system_packages else ())
     n_tests = sum(len(p.tests) for p in garden.pipelines)
     every = ("resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test")
+    weights: list[Step] = []
+    below_notebook = "build-env"
+    if garden.weights:
+        # The weights' own layer: keyed by their digests, so a notebook edit reuses it.
+        weights = [
+            Step("fetch-weights", "fetch", f"fetch {len(garden.weights)} weights file(s) into the cache",
+                 {"weights": [w.as_json() for w in garden.weights]}, outputs=("cache:weights",)),
+            Step("build-weights", "build-image", "build the weights layer",
+                 {"template": WEIGHTS_TEMPLATE, "weights_dir": WEIGHTS_DIR, "gardenbuild_version": __version__,
+                  "user": NOTEBOOK_USER},
+                 inputs=(("template:" + WEIGHTS_TEMPLATE, inputs.templates[WEIGHTS_TEMPLATE]),),
+                 outputs=("image:weights",), parents=("build-env", "fetch-weights")),
+        ]
+        below_notebook = "build-weights"
+        every += ("fetch-weights", "build-weights")
     return [
         Step("resolve", "resolve",
              f"pin {len(inputs.lock['wheels'])} packages from Gardenfile.lock" if inputs.lock is not None
@@ -156,13 +179,16 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
              inputs=(("template:" + ENV_TEMPLATE, inputs.templates[ENV_TEMPLATE]),), outputs=("Containerfile.env",)),
         Step("build-env", "build-image", "build the environment image", {"uv": inputs.uv}, outputs=("image:env",),
              parents=("resolve", "fetch", "render-env")),
+        *weights,
         Step("render-garden", "render", "render Containerfile",
-             {"template": GARDEN_TEMPLATE, "context": garden_context(garden), "pipelines": pipelines_config(garden)},
+             {"template": GARDEN_TEMPLATE, "context": garden_context(garden), "pipelines": pipelines_config(garden),
+              "from": below_notebook},
              inputs=(("template:" + GARDEN_TEMPLATE, inputs.templates[GARDEN_TEMPLATE]),),
-             outputs=("Containerfile", "pipelines.json"), parents=("build-env",)),
+             outputs=("Containerfile", "pipelines.json"), parents=(below_notebook,)),
         Step("execute-notebook", "execute-notebook", f"run {garden.notebook} inside the image and save its state",
              {"garden": garden.name, "notebook": garden.notebook, "files": sorted(inputs.files),
-              "notebook_seconds": garden.limits.notebook_seconds, "secrets": list(garden.secrets)},
+              "notebook_seconds": garden.limits.notebook_seconds, "secrets": list(garden.secrets),
+              "accelerator": garden.accelerator},
              inputs=tuple(sorted(inputs.files.items())) + (("runtime", inputs.runtime),),
              outputs=("image:garden", "metadata.json", "image.json", "executed.ipynb", "notebook.log"),
              parents=("render-garden",)),
@@ -173,7 +199,8 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
              outputs=("test-report.json",), parents=("execute-notebook",)),
         Step("emit-artifacts", "emit-artifacts", "write the build summary",
              {"summary": {"gardenbuild": __version__, "garden": garden.name, "version": garden.meta.version,
-                          "python": garden.python, "flavor": garden.flavor.name, "base_image": garden.base_image,
+                          "python": garden.python, "flavor": garden.flavor.name, "accelerator": garden.accelerator,
+                          "base_image": garden.base_image,
                           "pipelines": [p.name for p in garden.pipelines], "limits": garden.limits.as_json()}},
              outputs=("build.json",), parents=every),
     ]

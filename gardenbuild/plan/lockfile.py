@@ -51,6 +51,7 @@ class Lock:
     system_packages: tuple[str, ...]
     packages: tuple[PinnedWheel, ...]
     debs: tuple[PinnedWheel, ...] = ()  # system packages as pinned .deb files (see gardenbuild.backends.debs)
+    find_links: tuple[str, ...] = ()  # the garden's own (a machine's --find-links are not the garden's)
     files: dict[str, str] = field(default_factory=dict)  # garden file -> sha256
     templates: dict[str, str] = field(default_factory=dict)  # template / runtime -> sha256
     gardenbuild: str = __version__
@@ -102,6 +103,7 @@ def dumps(lock: Lock) -> str:
         f"base_digest = {_q(lock.base_digest)}" if lock.base_digest else LOCAL_BASE_NOTE,
         f"requirements = {_array(lock.requirements)}",
         f"indexes = {_array(lock.indexes)}",
+        *([f"find_links = {_array(lock.find_links)}"] if lock.find_links else []),
         f"system_packages = {_array(lock.system_packages)}",
     ]
     for table, key, pins in (("package", "wheel", lock.packages), ("system_package", "deb", lock.debs)):
@@ -127,7 +129,7 @@ def loads(text: str, path: Path) -> Lock:
         return Lock(
             python=env["python"], platform=env["platform"], flavor=env["flavor"], base_image=env["base_image"],
             base_digest=env.get("base_digest"), requirements=tuple(env["requirements"]), indexes=tuple(env["indexes"]),
-            system_packages=tuple(env["system_packages"]),
+            system_packages=tuple(env["system_packages"]), find_links=tuple(env.get("find_links", ())),
             packages=tuple(PinnedWheel(p["name"], p["version"], p["wheel"], p["url"], p["sha256"], p.get("size"))
                            for p in data.get("package", [])),
             debs=tuple(PinnedWheel(p["name"], p["version"], p["deb"], p["url"], p["sha256"], p.get("size"))
@@ -171,6 +173,7 @@ def dependency_changes(lock: Lock, garden: Garden) -> list[str]:
             changes.append(f"{name} {old} -> {new}")
     changes += _list_changes("requirement", lock.requirements, garden.requirements)
     changes += _list_changes("index", lock.indexes, garden.indexes)
+    changes += _list_changes("find-links", lock.find_links, garden.find_links)
     changes += _list_changes("system package", lock.system_packages, garden.system_packages)
     return changes
 

@@ -20,6 +20,7 @@ DEBS = "/opt/gardenbuild/debs"
 #: Who the notebook runs as at build time (pipeline calls are confined at run time).
 NOTEBOOK_USER = "65534:65534"
 ENV_TEMPLATE = "Containerfile.env.j2"
+WEIGHTS_TEMPLATE = "Containerfile.weights.j2"
 GARDEN_TEMPLATE = "Containerfile.j2"
 
 
@@ -62,6 +63,7 @@ def labels(garden: Garden) -> dict[str, str]:
         "dev.gardenbuild.garden": meta.name,
         "dev.gardenbuild.python": garden.python,
         "dev.gardenbuild.flavor": garden.flavor.name,
+        "dev.gardenbuild.accelerator": garden.accelerator,
         "dev.gardenbuild.pipelines": ",".join(p.name for p in garden.pipelines),
         "dev.gardenbuild.version": __version__,
     }

@@ -55,6 +55,14 @@ DEFAULT_OPTIONS = {
     "apptainer": "",
     "singularity": "",
 }
+#: What each runtime needs to hand a worker the node's GPUs (for gardens built with accelerator = "cuda").
+GPU_OPTIONS = {
+    "docker": "--gpus all",
+    "podman": "--device nvidia.com/gpu=all",
+    "podman-hpc": "--gpu",
+    "apptainer": "--nv",
+    "singularity": "--nv",
+}
 _DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$")
 
 
@@ -235,15 +243,19 @@ def register(garden: Garden, image_ref: str, *, client: Any = None, dry_run: boo
 # --------------------------------------------------------------------------- endpoint side
 
 
-def user_endpoint_config(image_ref: str, container_type: str = "docker", options: str | None = None) -> dict[str, str]:
+def user_endpoint_config(image_ref: str, container_type: str = "docker", options: str | None = None,
+                         gpu: bool = False) -> dict[str, str]:
     """What a caller passes with each task (``Executor(user_endpoint_config=...)``) so the
-    endpoint's template starts workers in the garden's image."""
+    endpoint's template starts workers in the garden's image (with the node's GPUs when the
+    garden is built for CUDA)."""
     check_image_ref(image_ref)
     if container_type not in CONTAINER_TYPES:
         raise UserError(f"unknown container type {container_type!r}", hint=f"one of: {', '.join(CONTAINER_TYPES)}")
     uri = f"docker://{image_ref}" if container_type in ("apptainer", "singularity") else image_ref
     config = {"container_type": container_type, "container_uri": uri}
     cmd_options = DEFAULT_OPTIONS[container_type] if options is None else options
+    if gpu:
+        cmd_options = f"{cmd_options} {GPU_OPTIONS[container_type]}".strip()
     if cmd_options:
         config["container_cmd_options"] = cmd_options
     return config
@@ -282,7 +294,7 @@ def write_artifacts(out_dir: Path, garden: Garden, image_ref: str, function_ids:
     def put_json(name: str, data: Any) -> None:
         put(name, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
-    config = user_endpoint_config(image_ref, container_type)
+    config = user_endpoint_config(image_ref, container_type, gpu=garden.accelerator == "cuda")
     put_json("function_ids.json", {
         "garden": garden.name,
         "image": image_ref,

@@ -415,7 +415,8 @@ _PIP_VALUE_OPTIONS = frozenset(
     --timeout --exists-action --cert --client-cert -C --config-settings --global-option --report
     --python --root-user-action""".split()
 )
-# Of those, the ones a requirements file can hold: returned as "-r FILE" etc.
+# Of those, the ones a requirements file can hold: returned as "-r FILE" etc. (package
+# sources as "--index-url URL", "--extra-index-url URL", "--find-links PATH").
 _PIP_KEPT_OPTIONS = {
     "-r": "-r",
     "--requirement": "-r",
@@ -423,6 +424,11 @@ _PIP_KEPT_OPTIONS = {
     "--constraint": "-c",
     "-e": "-e",
     "--editable": "-e",
+    "-i": "--index-url",
+    "--index-url": "--index-url",
+    "--extra-index-url": "--extra-index-url",
+    "-f": "--find-links",
+    "--find-links": "--find-links",
 }
 _PIP_PREFIX = re.compile(
     r"""^(?:
@@ -453,7 +459,8 @@ def pip_requirements(source: str) -> list[str]:
     ``!{sys.executable} -m pip install`` lines in ``source`` (one cell) ask for.
 
     Options are dropped, except those a requirements file can hold, which are returned
-    in that syntax: ``-r FILE``, ``-c FILE``, ``-e TARGET``. The result can thus be
+    in that syntax: ``-r FILE``, ``-c FILE``, ``-e TARGET``, and the package sources
+    ``--index-url URL``, ``--extra-index-url URL``, ``--find-links PATH``. The result can thus be
     written verbatim into a requirements.txt. Order is kept, duplicates dropped.
     Lines inside strings and bodies of ``%%bash``-like cells are not looked at.
     """

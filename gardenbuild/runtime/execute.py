@@ -528,6 +528,8 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
     session_path = os.path.join(out, SESSION_FILE)
     _save_session(notebook, main, sources, session_path)
     _refuse_kept_secrets(notebook, main.__dict__, secrets, session_path)
+    session_bytes = os.path.getsize(session_path)
+    biggest = _biggest_variables(main.__dict__) if session_bytes > SESSION_WARN_BYTES else []
     print(
         f"gardenbuild: saved session ({os.path.getsize(session_path) / 1e3:.1f} kB) "
         f"in {time.perf_counter() - started:.2f} s",
@@ -544,6 +546,8 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
         "pipelines": [_describe_pipeline(spec, func, info) for spec, func, info in found],
         "decorated": sorted(_decorated(main.__dict__)),
         "left_out": left_out,
+        "session_bytes": session_bytes,
+        "biggest_variables": biggest,
     }
     text = json.dumps(metadata, ensure_ascii=False)
     leaked = [name for name, value in secrets.items() if len(value) >= 4 and value in text]
@@ -605,6 +609,26 @@ def _emit_executed(notebook: str, outputs: dict[int, dict[str, str]]) -> None:
                            for stream in ("stdout", "stderr") if (ran or {}).get(stream)]
     text = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     print(format_marker(RESULT, {"executed_ipynb": text}), file=sys.__stdout__, flush=True)
+
+
+#: A session bigger than this is worth a word: every call loads all of it.
+SESSION_WARN_BYTES = 256 * 10**6
+
+
+def _biggest_variables(ns: dict[str, Any], count: int = 3) -> list[dict[str, Any]]:
+    """The top-level variables whose pickled form is biggest (pickled one by one, so only
+    asked for when the session is big)."""
+    import dill
+
+    sizes = []
+    for name, value in ns.items():
+        if name.startswith("__") or isinstance(value, types.ModuleType):
+            continue
+        try:
+            sizes.append({"name": name, "type": type_name(value), "bytes": len(dill.dumps(value))})
+        except Exception:  # noqa: BLE001 - it was saved as part of the whole; alone it may not be
+            continue
+    return sorted(sizes, key=lambda v: -v["bytes"])[:count]
 
 
 SECRETS_DIR = "/run/secrets"
