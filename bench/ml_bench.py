@@ -209,7 +209,8 @@ def weighty_garden(dest: Path, name: str, weights: tuple[Path, str] | None) -> P
           "nbformat": 4, "nbformat_minor": 5}
     (dest / "model.ipynb").write_text(json.dumps(nb, indent=1) + "\n")
     text = (f'notebook = "model.ipynb"\n\n[garden]\nname = "{name}"\ntitle = "Weights bench"\n'
-            'description = "A bench garden"\nversion = "1.0.0"\n\n[environment]\npython = "3.11"\n'
+            'description = "A bench garden"\nversion = "1.0.0"\nlicense = "MIT"\n\n'
+            '[[garden.authors]]\nname = "Bench"\n\n[environment]\npython = "3.11"\n'
             'flavor = "base"\n\n[[pipeline]]\nname = "weight_bytes"\n')
     if weights:
         os.link(weights[0], dest / "big.bin")
@@ -318,6 +319,10 @@ def torch_table(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def kb_or_mb(n: int) -> str:
+    return bb.mb(n) if n >= 10**6 else f"{n / 1e3:.0f} kB"
+
+
 def weights_table(r: dict[str, Any]) -> list[str]:
     gw, gn, u = r["gb_weights"], r["gb_none"], r["usual"]
     lines = [f"Weights: a {bb.mb(r['weights_bytes'])} file, then a one-line notebook edit", "",
@@ -328,8 +333,8 @@ def weights_table(r: dict[str, Any]) -> list[str]:
 
     row("first build", bb.fmt_s(gw["cold_s"]), bb.fmt_s(gn["cold_s"]), bb.fmt_s(u["cold_s"]))
     row("rebuild after the notebook edit", bb.fmt_s(gw["edit_s"]), bb.fmt_s(gn["edit_s"]), bb.fmt_s(u["edit_s"]))
-    row("bytes the second push adds", bb.mb(gw["pushed_after_edit"]), bb.mb(gn["pushed_after_edit"]),
-        bb.mb(u["pushed_after_edit"]))
+    row("bytes the second push adds", kb_or_mb(gw["pushed_after_edit"]), kb_or_mb(gn["pushed_after_edit"]),
+        kb_or_mb(u["pushed_after_edit"]))
     row("image size", bb.mb(gw["image_bytes"]), bb.mb(gn["image_bytes"]), bb.mb(u["image_bytes"]))
     lines.append(f"steps the edit ran (gb, weights): {', '.join(gw['ran_after_edit'])}")
     return lines
