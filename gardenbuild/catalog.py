@@ -10,6 +10,10 @@ registering functions twice.
 
 The catalog never holds a secret: callers pass no credentials in, and error texts are
 stored only after `gardenbuild.publish` has scrubbed them.
+
+*Usage* counts the local calls of each pipeline (`gardenbuild run`, a served garden, the
+Python API): calls, errors and seconds in the pipeline, per way of calling. Nothing of the
+inputs or outputs is kept. ``GARDENBUILD_NO_USAGE=1`` turns it off.
 """
 
 from __future__ import annotations
@@ -73,6 +77,17 @@ CREATE TABLE IF NOT EXISTS stages (
     error          TEXT,
     updated        TEXT NOT NULL,
     PRIMARY KEY (publication_id, stage)
+);
+CREATE TABLE IF NOT EXISTS usage (
+    garden   TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    via      TEXT NOT NULL,
+    calls    INTEGER NOT NULL DEFAULT 0,
+    errors   INTEGER NOT NULL DEFAULT 0,
+    seconds  REAL NOT NULL DEFAULT 0,
+    first    TEXT NOT NULL,
+    last     TEXT NOT NULL,
+    PRIMARY KEY (garden, pipeline, via)
 );
 CREATE TABLE IF NOT EXISTS runs (
     id             INTEGER PRIMARY KEY,
@@ -297,14 +312,35 @@ class Catalog:
             })
         return out
 
+    # -- usage ----------------------------------------------------------------------------
+
+    def add_usage(self, garden: str, pipeline: str, via: str, *, calls: int, errors: int, seconds: float) -> None:
+        """Add calls of one pipeline (made `via` run, serve or python) to its counts."""
+        if calls <= 0:
+            return
+        stamp = now()
+        with self._db() as db:
+            db.execute("INSERT INTO usage (garden, pipeline, via, calls, errors, seconds, first, last) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (garden, pipeline, via) DO UPDATE SET "
+                       "calls = calls + excluded.calls, errors = errors + excluded.errors, "
+                       "seconds = seconds + excluded.seconds, last = excluded.last",
+                       (garden, pipeline, via, calls, errors, seconds, stamp, stamp))
+
+    def usage(self, garden: str | None = None) -> list[dict[str, Any]]:
+        with self._db(write=False) as db:
+            rows = db.execute("SELECT * FROM usage" + (" WHERE garden = ?" if garden else "")
+                              + " ORDER BY garden, pipeline, via", (garden,) if garden else ()).fetchall()
+        return [dict(r) for r in rows]
+
     def show(self, garden: str) -> dict[str, Any] | None:
         """Everything the catalog knows about one garden, or None."""
         builds = self.builds(garden)
         pubs = self.publications(garden)
-        if not builds and not pubs:
+        usage = self.usage(garden)
+        if not builds and not pubs and not usage:
             return None
         return {"garden": garden, "builds": builds,
-                "publications": [{**p.as_json(), "runs": self.runs(p)} for p in pubs]}
+                "publications": [{**p.as_json(), "runs": self.runs(p)} for p in pubs], "usage": usage}
 
 
 def record_build(build_json: Mapping[str, Any], *, root: Path | str | None = None, catalog: Catalog | None = None,
@@ -321,3 +357,18 @@ def record_build(build_json: Mapping[str, Any], *, root: Path | str | None = Non
         what = exc.message if isinstance(exc, CatalogError) else f"build summary lacks {exc}"
         (reporter or NullReporter()).warn(f"build not recorded in the catalog: {what}")
         return False
+
+
+def usage_enabled() -> bool:
+    return os.environ.get("GARDENBUILD_NO_USAGE", "").strip().lower() in ("", "0", "false", "no")
+
+
+def record_usage(garden: str, pipeline: str, via: str, *, calls: int = 1, errors: int = 0, seconds: float = 0.0,
+                 reporter: Reporter | None = None) -> None:
+    """Count local calls of a pipeline, unless GARDENBUILD_NO_USAGE is set; never fails the call."""
+    if not usage_enabled():
+        return
+    try:
+        Catalog().add_usage(garden, pipeline, via, calls=calls, errors=errors, seconds=seconds)
+    except CatalogError as exc:
+        (reporter or NullReporter()).warn(f"usage not counted in the catalog: {exc.message}")

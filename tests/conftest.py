@@ -77,7 +77,8 @@ def private_cache_and_catalog(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GARDENBUILD_DATA", str(tmp_path_factory.getbasetemp() / "data"))
 
 
-TEST_IMAGES = ("localhost/gardens/", "localhost/gardenbuild/env:", "localhost/gardenbuild-test/")
+TEST_IMAGES = ("localhost/gardens/", "localhost/gardenbuild/env:", "localhost/gardenbuild/session/",
+               "localhost/gardenbuild-test/")
 
 
 def _image_names() -> set[str]:

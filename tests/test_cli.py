@@ -25,7 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 NAMES = ["solubility", "torch_garden", "tf_garden"]
-STEPS = ["resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "emit-artifacts"]
+STEPS = ["resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "build-api", "emit-artifacts"]
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +92,7 @@ def test_plan_text(name, gardens, run_cli):
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert [line.split()[1] for line in lines] == STEPS
-    assert [line.split()[0] for line in lines] == [f"{i}." for i in range(1, 9)]
+    assert [line.split()[0] for line in lines] == [f"{i}." for i in range(1, 10)]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -117,7 +117,7 @@ def test_graph_dot(name, gardens, run_cli):
     assert (code, err) == (0, "")
     assert out.startswith("digraph garden {\n") and out.endswith("}\n")
     assert '  "resolve" -> "fetch";\n' in out
-    assert out.count(" -> ") == 14  # 7 along the pipeline, 7 into emit-artifacts
+    assert out.count(" -> ") == 17  # 9 between the steps, 8 into emit-artifacts
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -126,7 +126,7 @@ def test_graph_mermaid(name, gardens, run_cli):
     assert code == 0
     assert out.startswith("flowchart LR\n")
     assert "  render_env --> build_env\n" in out and "  execute_notebook --> test\n" in out
-    assert out.count(" --> ") == 14
+    assert out.count(" --> ") == 17
 
 
 def test_graph_json(gardens, run_cli):

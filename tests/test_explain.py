@@ -22,7 +22,7 @@ from gardenbuild.plan.graph import Plan, Step, build_graph, plan
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "solubility"
-ORDER = ["resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "emit-artifacts"]
+ORDER = ["resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "build-api", "emit-artifacts"]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,8 @@ def test_a_notebook_edit_runs_the_notebook_and_what_follows_only(base):
         "resolve": [], "fetch": [], "render-env": [], "build-env": [], "render-garden": [],
         "execute-notebook": ["file solubility.ipynb changed"],
         "test": ["execute-notebook runs again"],
-        "emit-artifacts": ["execute-notebook runs again", "test runs again"],
+        "build-api": ["execute-notebook runs again", "test runs again"],
+        "emit-artifacts": ["execute-notebook runs again", "test runs again", "build-api runs again"],
     }
 
 

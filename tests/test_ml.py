@@ -183,7 +183,7 @@ def test_weights_get_their_own_step_and_a_notebook_edit_leaves_it_alone(tmp_path
     first = plan(garden, inputs_for(garden))
     assert [s.id for s in first.steps()] == ["resolve", "fetch", "render-env", "build-env", "fetch-weights",
                                             "build-weights", "render-garden", "execute-notebook", "test",
-                                            "emit-artifacts"]
+                                            "build-api", "emit-artifacts"]
     assert first.step("render-garden").parents == ("build-weights",)
     nb = garden_dir / "model.ipynb"
     nb.write_text(nb.read_text().replace("return 1", "return 2"))

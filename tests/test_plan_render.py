@@ -27,7 +27,8 @@ from gardenbuild.plan.render import render_env, render_garden
 GOLDEN = Path(__file__).resolve().parent / "golden"
 GOLDEN_VERSION = "0.0.0+golden"
 NAMES = ["solubility", "torch_garden", "tf_garden"]
-ORDER = ["resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "emit-artifacts"]
+ORDER = ["resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "build-api",
+         "emit-artifacts"]
 ALL = set(ORDER)
 
 
@@ -112,7 +113,8 @@ def test_step_order_and_kinds(name, gardens):
     steps = list(make_plan(gardens[name]).steps())
     assert [s.id for s in steps] == ORDER
     assert [s.kind for s in steps] == [
-        "resolve", "fetch", "render", "build-image", "render", "execute-notebook", "test", "emit-artifacts"]
+        "resolve", "fetch", "render", "build-image", "render", "execute-notebook", "test", "build-image",
+        "emit-artifacts"]
     assert all(s.kind in KINDS for s in steps)
     seen: set[str] = set()
     for s in steps:  # parents always come first
@@ -125,7 +127,7 @@ def test_step_order_and_kinds(name, gardens):
 def test_image_names(gardens):
     p = make_plan(gardens["solubility"])
     assert p.env_image == f"localhost/gardenbuild/env:{p.step('build-env').key[:20]}"
-    assert p.image == f"localhost/gardens/solubility:{p.step('execute-notebook').key[:20]}"
+    assert p.image == f"localhost/gardens/solubility:{p.step('build-api').key[:20]}"
 
 
 def test_plan_runs_no_process(gardens, monkeypatch):
@@ -156,7 +158,7 @@ def test_editing_the_notebook_changes_only_execution_and_below(garden_copy):
     nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
                         "source": "print('one more line')\n"})
     nb_path.write_text(json.dumps(nb, indent=1))
-    assert changed(before, keys(folder)) == {"execute-notebook", "test", "emit-artifacts"}
+    assert changed(before, keys(folder)) == {"execute-notebook", "test", "build-api", "emit-artifacts"}
 
 
 def test_editing_a_data_file_changes_only_execution_and_below(garden_copy):
@@ -164,7 +166,7 @@ def test_editing_a_data_file_changes_only_execution_and_below(garden_copy):
     before = keys(folder)
     with (folder / "data" / "README.md").open("a") as f:
         f.write("\nOne more note.\n")
-    assert changed(before, keys(folder)) == {"execute-notebook", "test", "emit-artifacts"}
+    assert changed(before, keys(folder)) == {"execute-notebook", "test", "build-api", "emit-artifacts"}
 
 
 def test_adding_a_requirement_changes_resolve_and_everything_below(garden_copy):
@@ -201,7 +203,7 @@ def test_editing_metadata_changes_only_the_garden_stage(garden_copy):
     before = keys(folder)
     gardenfile = folder / "Gardenfile.toml"
     gardenfile.write_text(gardenfile.read_text().replace('title = "Tiny Keras classifier"', 'title = "A tiny Keras classifier"'))
-    assert changed(before, keys(folder)) == {"render-garden", "execute-notebook", "test", "emit-artifacts"}
+    assert changed(before, keys(folder)) == {"render-garden", "execute-notebook", "test", "build-api", "emit-artifacts"}
 
 
 def test_comments_and_key_order_change_nothing(garden_copy):

@@ -279,7 +279,7 @@ def test_a_notebook_edit_runs_the_notebook_again_and_nothing_before_it(example_c
     code, out, err = cli("build", str(garden), "--json")
     assert code == 0, err
     summary = json.loads(out)
-    assert ran(summary) == ["execute-notebook", "test", "emit-artifacts"]
+    assert ran(summary) == ["execute-notebook", "test", "build-api", "emit-artifacts"]
     assert summary["env_image"] == first["env_image"]
     assert Buildah().image_id(summary["env_image"]) == env_id
     assert summary["image_id"] != first["image_id"]
@@ -302,7 +302,7 @@ def test_locked_refuses_a_notebook_edit_until_the_lock_is_updated(example_copy):
     assert code == 0, err
     code, out, err = cli("build", str(garden), "--locked", "--json")
     assert code == 0, err
-    assert ran(json.loads(out)) == ["execute-notebook", "test", "emit-artifacts"]
+    assert ran(json.loads(out)) == ["execute-notebook", "test", "build-api", "emit-artifacts"]
 
 
 @integration
@@ -333,10 +333,11 @@ def test_verify_of_the_example_finds_both_images_identical(example, env):
     assert code == 0, err
     report = json.loads(out)
     assert report["match"] is True
-    assert [(s["stage"], s["match"]) for s in report["stages"]] == [("env", True), ("garden", True)]
-    garden_stage = report["stages"][1]
-    assert garden_stage["original"] == garden_stage["rebuilt"] == first["image_id"]
-    assert garden_stage["digest"] == first["digest"]
+    assert [(s["stage"], s["match"]) for s in report["stages"]] == [("env", True), ("garden", True), ("api", True)]
+    garden_stage, api_stage = report["stages"][1:]
+    assert garden_stage["original"] == garden_stage["rebuilt"] == first["session_image_id"]
+    assert api_stage["original"] == api_stage["rebuilt"] == first["image_id"]
+    assert api_stage["digest"] == first["digest"]
 
 
 @integration
@@ -353,7 +354,7 @@ def test_verify_names_the_layer_and_file_of_a_notebook_that_keeps_a_clock_readin
     assert report["match"] is False
     env_stage, garden_stage = report["stages"]
     assert env_stage["match"] is True
-    image = json.loads((garden / ".gardenbuild" / "build.json").read_text())["image"]
+    image = json.loads((garden / ".gardenbuild" / "image.json").read_text())["image"]  # the session image
     layers = Buildah().inspect(image)["OCIv1"]["rootfs"]["diff_ids"]
     assert garden_stage["match"] is False and garden_stage["original"] == Buildah().image_id(image)
     assert garden_stage["layer"] == len(layers), "the last layer (the notebook run) differs, no earlier one"
@@ -462,14 +463,19 @@ def test_prune_removes_superseded_images_but_no_users_name(env, tmp_path, monkey
         backend.tag(first["image_id"], "localhost/someone/keeps-this:v1")
         code, out, err = cli("cache", "--json")
         assert code == 0, err
-        assert len(json.loads(out)["images"]) == 4  # one env image, three garden images
+        assert len(json.loads(out)["images"]) == 7  # one env image, three session images, three garden images
 
         code, out, err = cli("cache", "prune", "--json")
         assert code == 0, err
         freed = json.loads(out)
-        assert freed["images"] == 1 and freed["records"] == 6  # execute-notebook, test, emit-artifacts twice
-        names = {n for i in backend.images() for n in i["names"]}
-        assert names == {env["base"], last["env_image"], last["image"], "localhost/someone/keeps-this:v1"}
+        # The first two builds' session images and the second's garden image; the records of
+        # execute-notebook, test, build-api and emit-artifacts, twice.
+        assert freed["images"] == 3 and freed["records"] == 8
+        images = backend.images()
+        names = {n for i in images for n in i["names"]}
+        last_session = {n for i in images if i["id"] == last["session_image_id"] for n in i["names"]}
+        assert len(last_session) == 1 and next(iter(last_session)).startswith("localhost/gardenbuild/session/")
+        assert names == {env["base"], last["env_image"], last["image"], "localhost/someone/keeps-this:v1"} | last_session
         assert backend.image_id("localhost/someone/keeps-this:v1") == first["image_id"]
         assert second["image_id"] not in storage_ids()
         code, out, err = cli("build", str(garden), "--json")

@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from gardenbuild.backends import Limits, RunResult, Volume, owners
 from gardenbuild.backends.cgroups import Cgroup
@@ -294,6 +295,43 @@ def _pairs(flag: str, values: Mapping[str, object]) -> list[str]:
 
 # --- the backend ------------------------------------------------------------------------
 
+class Running:
+    """A command started in a fresh container (`Buildah.start`): its process, container and cgroup."""
+
+    def __init__(self, backend: "Buildah", proc: subprocess.Popen, name: str, group: Cgroup | None) -> None:
+        self.backend, self.proc, self.name, self.group = backend, proc, name, group
+        self._closed = False
+
+    def descendants(self) -> list[int]:
+        """Host PIDs of every process below ours (buildah's chroot child, the command, its children)."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+        out, todo = [], [self.proc.pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                out.append(child)
+                todo.append(child)
+        return out
+
+    def close(self) -> None:
+        """Stop the command if it still runs (its whole process group) and remove the container."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            _stop(self.proc)
+        finally:
+            _LIVE.discard(self.proc)
+            if self.group is not None:
+                self.group.remove()
+            self.backend._remove_container(self.name)
+
+
 class Buildah:
     """Builds, runs, inspects and pushes images through the buildah CLI."""
 
@@ -448,10 +486,36 @@ class Buildah:
         then says which limit stopped it (``limit``). `devices` are passed through
         (``--device``, a CDI name such as ``nvidia.com/gpu=all`` for the GPUs).
         """
-        if not argv:
-            raise ValueError("run() needs a command")
-        net_flags, network_setup = self._network(network)
         start = time.perf_counter()
+        running = self.start(image, argv, stdin=stdin is not None, env=env, volumes=volumes, workdir=workdir,
+                             network=network, user=user, limits=limits, pull=pull, devices=devices)
+        try:
+            proc = running.proc
+            limit = None
+            try:
+                stdout, stderr = proc.communicate(stdin, timeout=limits.seconds if limits else None)
+            except subprocess.TimeoutExpired:
+                _stop(proc)
+                stdout, stderr, limit = b"", b"", "time"
+            if limit is None and running.group is not None and running.group.oom_killed():
+                limit = "memory"
+            peak = running.group.peak() if running.group is not None else None
+        finally:
+            running.close()
+        if proc.returncode:
+            stderr = strip_run_noise(stderr)
+        return RunResult(proc.returncode, stdout, stderr, time.perf_counter() - start, limit, peak)
+
+    def start(self, image: str, argv: Sequence[str], *, stdin: bool = False, stdout: Any = subprocess.PIPE,
+              env: Mapping[str, str] | None = None, volumes: Sequence[Volume] = (), workdir: str | None = None,
+              network: str | None = "none", user: str | None = None, limits: Limits | None = None,
+              pull: str = "never", devices: Sequence[str] = ()) -> "Running":
+        """Start ``argv`` in a fresh container, confined as `run` describes (``limits.seconds``
+        is the caller's to enforce), and return at once; `Running.close` stops it and removes
+        the container. `stdout` is where its output goes (stderr with it, unless a pipe)."""
+        if not argv:
+            raise ValueError("start() needs a command")
+        net_flags, network_setup = self._network(network)
         name = f"{owners.claim().prefix}run-{secrets.token_hex(4)}"
         self._capture("from", f"--pull={pull}", "--quiet", "--name", name, image, what=f"buildah from {image}")
         group = None
@@ -466,33 +530,18 @@ class Buildah:
                     self._warned_cgroup = True
                     self.reporter.warn("no writable cgroup here: the memory limit of pipeline calls is not enforced")
                 cmd = in_own_pid_namespace(cmd)
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=stdout,
+                                    stderr=subprocess.PIPE if stdout is subprocess.PIPE else subprocess.STDOUT,
                                     preexec_fn=child_setup(group.join if group else None, network_setup,
                                                            no_new_privileges if limits else None),
                                     start_new_session=True)
-            _LIVE.add(proc)
-            limit = None
-            try:
-                stdout, stderr = proc.communicate(stdin, timeout=limits.seconds if limits else None)
-            except subprocess.TimeoutExpired:
-                _stop(proc)
-                stdout, stderr, limit = b"", b"", "time"
-            except BaseException:
-                _stop(proc)
-                raise
-            finally:
-                _LIVE.discard(proc)
-            if limit is None and group is not None and group.oom_killed():
-                limit = "memory"
-            peak = group.peak() if group is not None else None
-        finally:
+        except BaseException:
             if group is not None:
                 group.remove()
             self._remove_container(name)
-        if proc.returncode:
-            stderr = strip_run_noise(stderr)
-        return RunResult(proc.returncode, stdout, stderr, time.perf_counter() - start, limit, peak)
+            raise
+        _LIVE.add(proc)
+        return Running(self, proc, name, group)
 
     def _remove_container(self, name: str) -> None:
         """Remove a working container; a failure is worth a warning, never an exception."""
@@ -613,6 +662,20 @@ class Buildah:
             stream(argv, reporter=self.reporter, what="buildah push", hint=BUILDAH_HINT)
             return dfile.read_text().strip()
 
+
+    def pull(self, ref: str, *, tls_verify: bool = True, authfile: Path | None = None) -> str:
+        """Pull ``ref`` (``docker://HOST/REPO@sha256:...``) into local storage; return its image id.
+
+        By digest, containers/image checks the manifest it gets against that digest."""
+        argv = [self.executable, "pull", "--quiet", f"--tls-verify={'true' if tls_verify else 'false'}"]
+        if authfile is not None:
+            argv += ["--authfile", str(authfile)]
+        self.require()
+        lines = stream([*argv, ref], reporter=self.reporter, what="buildah pull", hint=BUILDAH_HINT)
+        ids = [line.strip() for line in lines if re.fullmatch(r"[0-9a-f]{64}", line.strip())]
+        if not ids:
+            raise CommandError(f"buildah pull {ref} printed no image id", [*argv, ref], "\n".join(lines[-5:]))
+        return ids[-1]
 
     def images(self, prefixes: Sequence[str] = ("",)) -> list[dict]:
         """Local images with a name starting with one of `prefixes`: ``{"id", "names", "size"}``.

@@ -163,7 +163,8 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
         data = {**done, "steps": [{**s, "cached": True, "seconds": 0.0} for s in done["steps"]]}
     else:
         from gardenbuild.catalog import record_build
-        from gardenbuild.engine.builder import Builder, last_build
+        from gardenbuild.engine.builder import Builder
+        from gardenbuild.engine.outputs import last_build
         from gardenbuild.plan.lockfile import machine_local
         from gardenbuild.engine.store import StepStore
 
@@ -216,7 +217,7 @@ def _build_root_and_options(args: argparse.Namespace) -> tuple[Path, dict[str, A
 
 
 def _garden_root(args: argparse.Namespace) -> Path:
-    from gardenbuild.manifest.load import find_gardenfile
+    from gardenbuild.engine.outputs import find_gardenfile
 
     return find_gardenfile(Path(args.dir)).parent
 
@@ -224,7 +225,7 @@ def _garden_root(args: argparse.Namespace) -> Path:
 def _built(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     """The image the last build made; calling a pipeline needs no Gardenfile validation.
     Says so when the files it was built from have changed since."""
-    from gardenbuild.engine.builder import changed_since, require_image
+    from gardenbuild.engine.outputs import changed_since, last_build, require_image
 
     root = _garden_root(args)
     built = require_image(root, args.dir)
@@ -232,12 +233,27 @@ def _built(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     if changed:
         reporter.warn(f"{', '.join(changed[:3])}{' and more' if len(changed) > 3 else ''} changed since the image was "
                       f"built: this calls the image of the earlier version (`gardenbuild build {args.dir}` makes the new one)")
-    return built
+    summary = last_build(root)
+    ids = {built["image_id"]}
+    if summary and summary.get("session_image_id") == built["image_id"]:
+        # The build finished: the garden image (the session plus its server) is the one to call.
+        built = {**built, "image": summary["image"], "image_id": summary["image_id"], "digest": summary["digest"]}
+        ids.add(summary["image_id"])
+    return {**built, "image_ids": sorted(ids)}
+
+
+def _warm_server(built: dict[str, Any], args: argparse.Namespace):
+    """A running `gardenbuild serve` of this image, unless --cold asks for a fresh container."""
+    if getattr(args, "cold", False):
+        return None
+    from gardenbuild.engine.serve import ready_server
+
+    return ready_server(set(built["image_ids"]))
 
 
 def _call_limits(args: argparse.Namespace):
     """--timeout/--memory, else what the garden's last build recorded, else the defaults."""
-    from gardenbuild.engine.builder import last_build
+    from gardenbuild.engine.outputs import last_build
     from gardenbuild.engine.call import limits_of
     from gardenbuild.units import parse_size
 
@@ -272,13 +288,33 @@ def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
     if args.pipeline not in built["pipelines"]:
         raise UserError(f"{built['garden']} has no pipeline '{args.pipeline}'",
                         hint=f"pipelines: {', '.join(built['pipelines'])}")
-    devices = [] if args.cpu else gpu_devices(built.get("accelerator", "cpu"))
-    outcome = call_pipeline(backend(reporter), built["image"], args.pipeline, _read_input(args), _call_limits(args),
-                            devices)
+    from gardenbuild.catalog import record_usage
+
+    payload = _read_input(args)
+    limits = _call_limits(args)
+    server = _warm_server(built, args)
+    started = time.monotonic()
+    try:
+        if server is not None:
+            from gardenbuild.engine.serve import call_server
+
+            outcome = call_server(server, args.pipeline, payload, limits.seconds or 600)
+        else:
+            devices = [] if args.cpu else gpu_devices(built.get("accelerator", "cpu"))
+            outcome = call_pipeline(backend(reporter), built["image"], args.pipeline, payload, limits, devices)
+    except GardenError as exc:
+        if not isinstance(exc, UserError):  # a call that ran and failed counts; input refused at the door does not
+            record_usage(built["garden"], args.pipeline, "run", errors=1, seconds=time.monotonic() - started,
+                         reporter=reporter)
+        raise
+    record_usage(built["garden"], args.pipeline, "run", seconds=outcome.timings.get("call_s", 0.0), reporter=reporter)
     emit(args, {"pipeline": args.pipeline, "result": outcome.result, "timings": outcome.timings},
          json.dumps(outcome.result))
-    reporter.info(f"(container {outcome.timings['container_s']:.2f} s, session load {outcome.timings['load_s']:.2f} s, "
-                  f"call {outcome.timings['call_s']:.3f} s)")
+    t = outcome.timings
+    if server is not None:
+        reporter.info(f"(served warm by {server.url}: call {t['call_s']:.3f} s, {t['total_s']:.3f} s in all)")
+    else:
+        reporter.info(f"(container {t['container_s']:.2f} s, session load {t['load_s']:.2f} s, call {t['call_s']:.3f} s)")
     return 0
 
 
@@ -296,7 +332,14 @@ def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
     if unknown:
         raise UserError(f"the image was built without pipeline {', '.join(unknown)}, which the tests call",
                         hint=f"build again: gardenbuild build {args.dir}")
-    cases = run_tests(backend(reporter), built["image"], given, _call_limits(args))
+    server = _warm_server(built, args)
+    if server is not None:
+        from gardenbuild.engine.serve import test_server
+
+        reporter.info(f"testing through the garden server at {server.url}")
+        cases = test_server(server, given, _call_limits(args).seconds or 600)
+    else:
+        cases = run_tests(backend(reporter), built["image"], given, _call_limits(args))
     for case in cases:
         mark = "PASS" if case["passed"] else "FAIL"
         line = f"{mark} {case['pipeline']}[{case['index']}]  expected {case['expected']}  got {case['actual']}"
@@ -304,7 +347,8 @@ def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
             line += f"  ({case['message']})"
         reporter.info(line)
     failed = sum(not c["passed"] for c in cases)
-    emit(args, {"cases": cases, "failed": failed}, f"{len(cases) - failed} passed, {failed} failed")
+    emit(args, {"cases": cases, "failed": failed, "warm": server is not None, "server": server.url if server else None},
+         f"{len(cases) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 
@@ -448,12 +492,14 @@ def add_parsers(sub: Any) -> None:
     src.add_argument("--input-file", help="a file holding the JSON object")
     p.add_argument("--base-image", help=argparse.SUPPRESS)
     p.add_argument("--cpu", action="store_true", help="call a garden built for CUDA on the CPU (no GPU asked for)")
+    p.add_argument("--cold", action="store_true", help="a fresh container even when `gardenbuild serve` serves the image")
     add_limits(p)
     add_json(p)
 
     p = sub.add_parser("test", help="run the Gardenfile's pipeline tests inside the built image")
     add_dir(p); add_json(p)  # noqa: E702
     p.add_argument("--base-image", help=argparse.SUPPRESS)
+    p.add_argument("--cold", action="store_true", help="a fresh container even when `gardenbuild serve` serves the image")
     add_limits(p)
 
     p = sub.add_parser("cache", help="show what the cache holds; `cache prune` frees space")

@@ -65,7 +65,7 @@ def _targets(args: argparse.Namespace, table: Any) -> tuple[str | None, bool, bo
 def cmd_publish(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.backends.buildah import Buildah
     from gardenbuild.catalog import Catalog
-    from gardenbuild.engine.builder import OUTPUT_DIR, require_build
+    from gardenbuild.engine.outputs import OUTPUT_DIR, require_build
     from gardenbuild.manifest.load import load
     from gardenbuild.publish import publish
 
@@ -152,7 +152,6 @@ def cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
 def cmd_show(args: argparse.Namespace, reporter: Reporter) -> int:
     from gardenbuild.catalog import Catalog
 
-
     catalog = Catalog()
     data = catalog.show(args.name)
     if data is None:
@@ -173,6 +172,10 @@ def cmd_show(args: argparse.Namespace, reporter: Reporter) -> int:
         for stage in p["stages"].values():
             extra = stage["error"] or stage["detail"] or ""
             lines.append(f"    {stage['stage']:<13} {stage['state']:<8} {stage['updated']}  {extra}")
+    for u in data["usage"]:
+        mean = f", mean {u['seconds'] / u['calls'] * 1e3:.1f} ms" if u["calls"] else ""
+        lines.append(f"  usage    {u['pipeline']} via {u['via']}: {u['calls']} call(s), {u['errors']} failed{mean} "
+                     f"(since {u['first']}, last {u['last']})")
     emit(args, data, "\n".join(lines))
     return 0
 

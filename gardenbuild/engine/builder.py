@@ -30,6 +30,7 @@ from gardenbuild.backends.buildah import TimedOut
 from gardenbuild.backends.debs import PinnedDeb
 from gardenbuild.backends.deps import PinnedWheel, WheelStore, find_uv, lock_text
 from gardenbuild.engine.call import run_tests
+from gardenbuild.engine.outputs import OUTPUT_DIR
 from gardenbuild.engine.store import StepStore
 from gardenbuild.errors import (
     BackendError,
@@ -48,12 +49,12 @@ from gardenbuild.plan.graph import (
     Step,
     env_image_name,
     garden_image_name,
+    session_image_name,
 )
 from gardenbuild.plan.render import DEBS, UV, WHEELHOUSE, render
 from gardenbuild.report import Reporter
 from gardenbuild.runtime.protocol import parse_markers
 
-OUTPUT_DIR = ".gardenbuild"
 #: Beyond the notebook's own limit, what a garden build may take (copying, saving, committing).
 BUILD_GRACE_SECONDS = 300
 Record = dict[str, Any]
@@ -76,6 +77,7 @@ class BuildResult:
     env_image: str
     out_dir: Path
     digest: str = ""
+    session_image_id: str = ""
     session_bytes: int | None = None
     steps: list[StepResult] = field(default_factory=list)
     tests: list[dict[str, Any]] = field(default_factory=list)
@@ -86,6 +88,7 @@ class BuildResult:
             "image": self.image,
             "image_id": self.image_id,
             "digest": self.digest,
+            "session_image_id": self.session_image_id,
             "session_bytes": self.session_bytes,
             "env_image": self.env_image,
             "output_dir": str(self.out_dir),
@@ -297,7 +300,7 @@ def _copy_checked(root: Path, rel: str, dest: Path, sha256: str) -> None:
 def execute_step(step: Step, ctx: Context) -> Record:
     inputs = dict(step.inputs)
     notebook = step.params["notebook"]
-    image = garden_image_name(step)
+    image = session_image_name(step)
     context = ctx.store.scratch()
     log: list[str] = []
     try:
@@ -423,14 +426,35 @@ def test_step(step: Step, ctx: Context) -> Record:
     return {"cases": cases, "files": {"test-report.json": report}}
 
 
+def build_api_step(step: Step, ctx: Context) -> Record:
+    """FROM the tested session image: its API folder and the command that serves it."""
+    session = ctx.parents["execute-notebook"]
+    image = garden_image_name(step)
+    context = ctx.store.scratch()
+    try:
+        (context / "api").mkdir()
+        for name, text in step.params["files"].items():
+            (context / "api" / name).write_text(text)
+        containerfile = context / "Containerfile"
+        containerfile.write_text(render(step.params["template"], {**step.params["context"],
+                                                                  "session_image": session["image"]}))
+        image_id = ctx.backend.bud(containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh)
+    finally:
+        ctx.store.discard(context)
+    return {"image": image, "image_id": image_id, "digest": ctx.backend.digest(image_id)}
+
+
 def emit_step(step: Step, ctx: Context) -> Record:
     executed = ctx.parents["execute-notebook"]
+    final = ctx.parents["build-api"]
     summary = {
         **step.params["summary"],
         "env_image": ctx.parents["build-env"]["image"],
-        "image": executed["image"],
-        "image_id": executed["image_id"],
-        "digest": executed["digest"],
+        "image": final["image"],
+        "image_id": final["image_id"],
+        "digest": final["digest"],
+        "session_image": executed["image"],
+        "session_image_id": executed["image_id"],
         "session_bytes": executed.get("session_bytes"),
         "steps": {**{p: r["key"] for p, r in ctx.parents.items()}, step.id: step.key},
         "complete": True,
@@ -448,6 +472,7 @@ HANDLERS: dict[str, Callable[[Step, Context], Record]] = {
     "render-garden": render_garden_step,
     "execute-notebook": execute_step,
     "test": test_step,
+    "build-api": build_api_step,
     "emit-artifacts": emit_step,
 }
 
@@ -513,8 +538,9 @@ class Builder:
                     self.store.remember(self.garden.name, self.garden.root, memory)
                 result.steps.append(StepResult(step.id, step.kind, step.key, cached, round(time.monotonic() - started, 3)))
             self._remove_stale_files()
-        executed = self.records["execute-notebook"]
-        result.image_id, result.digest = executed["image_id"], executed["digest"]
+        final, executed = self.records["build-api"], self.records["execute-notebook"]
+        result.image_id, result.digest = final["image_id"], final["digest"]
+        result.session_image_id = executed["image_id"]
         result.session_bytes = executed.get("session_bytes")
         result.tests = self.records["test"].get("cases", [])
         return result
@@ -533,44 +559,3 @@ class Builder:
             (self.out / name).unlink(missing_ok=True)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def last_build(root: Path) -> dict[str, Any] | None:
-    """The summary of the last complete build of the garden in `root`."""
-    return _read_json(root / OUTPUT_DIR / "build.json")
-
-
-def require_build(root: Path, shown_as: str) -> dict[str, Any]:
-    """The last complete build's summary of the garden in `root`; a clear error if there is none."""
-    summary = last_build(root)
-    if summary is None:
-        raise UserError(f"{root} has not been built yet", hint=f"run: gardenbuild build {shown_as}")
-    return summary
-
-
-def require_image(root: Path, shown_as: str) -> dict[str, Any]:
-    """The image the last build made (even if its tests then failed); a clear error if none."""
-    built = _read_json(root / OUTPUT_DIR / "image.json")
-    if built is None:
-        raise UserError(f"{root} has not been built yet", hint=f"run: gardenbuild build {shown_as}")
-    return built
-
-
-def changed_since(root: Path, built: dict[str, Any]) -> list[str]:
-    """The files the image was built from that differ now (the notebook edited since, say)."""
-    from gardenbuild.plan.digests import file_sha256
-
-    changed = []
-    for rel, digest in sorted(built.get("files", {}).items()):
-        try:
-            now = file_sha256(root / rel)
-        except OSError:
-            now = None
-        if now != digest:
-            changed.append(rel)
-    return changed

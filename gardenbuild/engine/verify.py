@@ -1,6 +1,7 @@
 """`gardenbuild verify`: rebuild a garden from scratch and check it is bit-for-bit the same.
 
-Both images are rebuilt with no layer cache from the same lock. Equal image ids mean
+Each image is rebuilt with no layer cache from the same lock: the env image, the garden's
+session image (the notebook run) and the garden image that serves it. Equal image ids mean
 equal configs, hence equal layer digests and an equal manifest digest. On a mismatch
 the first differing layer is named, with the first files that differ inside it.
 """
@@ -164,11 +165,12 @@ def verify(plan: Plan, *, store: StepStore, backend: Backend, reporter: Reporter
            secrets: dict[str, str] | None = None) -> list[StageCheck]:
     """Build (or reuse) the garden, rebuild both images from scratch, compare."""
     original = Builder(plan, store=store, backend=backend, reporter=reporter, secrets=secrets).run()
-    originals = {"build-env": backend.image_id(plan.env_image), "execute-notebook": original.image_id}
+    originals = {"build-env": backend.image_id(plan.env_image), "execute-notebook": original.session_image_id,
+                 "build-api": original.image_id}
     fresh = Builder(plan, store=store, backend=backend, reporter=reporter, fresh=True, secrets=secrets)
     fresh.records = {s.id: store.get(s.key) for s in plan.steps()}
     checks = []
-    for stage, step_id in (("env", "build-env"), ("garden", "execute-notebook")):
+    for stage, step_id in (("env", "build-env"), ("garden", "execute-notebook"), ("api", "build-api")):
         reporter.step(f"rebuilding the {stage} image from scratch (no layer cache)")
         rebuilt = fresh.execute(plan.step(step_id))["image_id"]
         check = StageCheck(stage, originals[step_id], rebuilt, backend.digest(originals[step_id]))
@@ -180,7 +182,7 @@ def verify(plan: Plan, *, store: StepStore, backend: Backend, reporter: Reporter
             check.variables = differing_variables(session_digests(backend, check.original),
                                                   session_digests(backend, rebuilt))
         backend.rmi(rebuilt, force=True)
-        break  # the garden image is built FROM the env image: it cannot match either
+        break  # each image is built FROM the one before: the later ones cannot match either
     return checks
 
 

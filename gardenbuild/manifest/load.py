@@ -32,6 +32,7 @@ from gardenbuild.manifest.garden import (
     TestSpec,
 )
 from gardenbuild.manifest.notebook import NotebookFacts, analyse
+from gardenbuild.engine.outputs import GARDENFILE, find_gardenfile
 from gardenbuild.manifest.spec import PEP508_EXAMPLE, Gardenfile
 from gardenbuild.manifest.tomlpos import dotted, key_lines, line_of
 
@@ -40,24 +41,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-GARDENFILE = "Gardenfile.toml"
 #: Left out unless an include pattern names them: logs, editor and Python litter, virtual
 #: environments, and notebooks other than the garden's (a stray file must not re-run the notebook).
 NOISE = ("*.log", "*.tmp", "*.swp", "*.bak", "*~", "*.pyc", "*.egg-info/*", "venv/*", "env/*", "node_modules/*",
          "*.ipynb")
 #: Never copied into an image: build outputs, VCS and editor litter.
 ALWAYS_EXCLUDED = (".gardenbuild", ".git", ".ipynb_checkpoints", "__pycache__", GARDENFILE, "Gardenfile.lock")
-
-
-def find_gardenfile(directory: Path) -> Path:
-    path = directory / GARDENFILE if directory.is_dir() or not directory.suffix else directory
-    if not path.is_file():
-        where = directory if directory.is_dir() else directory.parent
-        raise UserError(
-            f"no {GARDENFILE} in {where}",
-            hint=f"create one with: gardenbuild init {where} --notebook NOTEBOOK.ipynb",
-        )
-    return path
 
 
 def load(directory: Path) -> Garden:

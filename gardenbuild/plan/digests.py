@@ -5,18 +5,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from gardenbuild.engine.outputs import file_sha256
 from gardenbuild.manifest.garden import Garden
 from gardenbuild.plan.graph import Inputs
-from gardenbuild.plan.render import ENV_TEMPLATE, GARDEN_TEMPLATE, WEIGHTS_TEMPLATE
+from gardenbuild.plan.render import API_TEMPLATE, ENV_TEMPLATE, GARDEN_TEMPLATE, WEIGHTS_TEMPLATE
 from gardenbuild.resources import data_dir, runtime_dir
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def runtime_files() -> list[tuple[str, Path]]:
@@ -49,7 +42,7 @@ def inputs_for(garden: Garden, lock: dict | None = None) -> Inputs:
     templates = data_dir("templates")
     return Inputs(
         files={rel: file_sha256(garden.root / rel) for rel in garden.files},
-        templates={name: file_sha256(templates / name) for name in (ENV_TEMPLATE, GARDEN_TEMPLATE, WEIGHTS_TEMPLATE)},
+        templates={name: file_sha256(templates / name) for name in (ENV_TEMPLATE, GARDEN_TEMPLATE, WEIGHTS_TEMPLATE, API_TEMPLATE)},
         runtime=tree_sha256(runtime_files()),
         uv=uv_identity(),
         lock=lock,

@@ -18,10 +18,13 @@ from gardenbuild import __version__
 from gardenbuild.errors import GardenError
 from gardenbuild.manifest.garden import Garden
 from gardenbuild.plan.render import (
+    API_TEMPLATE,
     ENV_TEMPLATE,
     GARDEN_TEMPLATE,
     NOTEBOOK_USER,
     WEIGHTS_TEMPLATE,
+    api_context,
+    api_files,
     env_context,
     garden_context,
     pipelines_config,
@@ -36,7 +39,7 @@ RECORD_FORMAT = 3
 KINDS = ("resolve", "fetch", "render", "build-image", "execute-notebook", "test", "emit-artifacts")
 #: Step ids in build order, where kinds repeat (two fetches, two renders, three image builds).
 ORDER = ("resolve", "fetch", "render-env", "build-env", "fetch-weights", "build-weights", "render-garden",
-         "execute-notebook", "test", "emit-artifacts")
+         "execute-notebook", "test", "build-api", "emit-artifacts")
 
 
 class PlanError(GardenError):
@@ -94,6 +97,7 @@ class Step:
 
 ENV_REPOSITORY = "localhost/gardenbuild/env"
 WEIGHTS_REPOSITORY = "localhost/gardenbuild/weights"
+SESSION_REPOSITORY = "localhost/gardenbuild/session"
 GARDEN_REPOSITORY = "localhost/gardens"
 
 
@@ -102,8 +106,13 @@ def env_image_name(step: Step) -> str:
     return f"{ENV_REPOSITORY}:{step.key[:20]}"
 
 
+def session_image_name(step: Step) -> str:
+    """The tag of the image the execute-notebook step makes (the notebook's saved session), by its key."""
+    return f"{SESSION_REPOSITORY}/{step.params['garden']}:{step.key[:20]}"
+
+
 def garden_image_name(step: Step) -> str:
-    """The tag of the garden image the execute-notebook step makes: named by its key."""
+    """The tag of the garden image the build-api step makes: named by its key."""
     return f"{GARDEN_REPOSITORY}/{step.params['garden']}:{step.key[:20]}"
 
 
@@ -127,7 +136,7 @@ class Plan:
 
     @property
     def image(self) -> str:
-        return garden_image_name(self.step("execute-notebook"))
+        return garden_image_name(self.step("build-api"))
 
     def files(self) -> set[str]:
         """Every file in the output folder that some step of this plan writes."""
@@ -152,7 +161,7 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
         resolve_params = {"locked": inputs.lock}
     resolved = ("requirements.lock",) + (("system-packages.lock",) if garden.system_packages else ())
     n_tests = sum(len(p.tests) for p in garden.pipelines)
-    every = ("resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test")
+    every = ("resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "build-api")
     weights: list[Step] = []
     below_notebook = "build-env"
     if garden.weights:
@@ -190,13 +199,19 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
               "notebook_seconds": garden.limits.notebook_seconds, "secrets": list(garden.secrets),
               "accelerator": garden.accelerator},
              inputs=tuple(sorted(inputs.files.items())) + (("runtime", inputs.runtime),),
-             outputs=("image:garden", "metadata.json", "image.json", "executed.ipynb", "notebook.log"),
+             outputs=("image:session", "metadata.json", "image.json", "executed.ipynb", "notebook.log"),
              parents=("render-garden",)),
         # The tests are the test step's own: editing one re-runs the tests, never the notebook.
         Step("test", "test", f"run {n_tests} pipeline test case(s) in the image",
              {"cases": [c for p in garden.pipelines for c in p.test_cases()],
               "limits": {"seconds": garden.limits.call_seconds, "memory": garden.limits.call_memory}},
              outputs=("test-report.json",), parents=("execute-notebook",)),
+        # The image users get: the tested session plus its HTTP API (the test cases as examples).
+        Step("build-api", "build-image", "build the garden image (the tested session, served over HTTP)",
+             {"template": API_TEMPLATE, "garden": garden.name, "context": api_context(garden),
+              "files": api_files(garden)},
+             inputs=(("template:" + API_TEMPLATE, inputs.templates[API_TEMPLATE]),),
+             outputs=("image:garden",), parents=("execute-notebook", "test")),
         Step("emit-artifacts", "emit-artifacts", "write the build summary",
              {"summary": {"gardenbuild": __version__, "garden": garden.name, "version": garden.meta.version,
                           "python": garden.python, "flavor": garden.flavor.name, "accelerator": garden.accelerator,

@@ -22,6 +22,11 @@ NOTEBOOK_USER = "65534:65534"
 ENV_TEMPLATE = "Containerfile.env.j2"
 WEIGHTS_TEMPLATE = "Containerfile.weights.j2"
 GARDEN_TEMPLATE = "Containerfile.j2"
+API_TEMPLATE = "Containerfile.api.j2"
+#: Where the garden image keeps what its server says about the garden (garden.json, examples.json).
+API_DIR = "/garden/api"
+#: The port a garden image serves on unless $PORT says otherwise.
+SERVE_PORT = 8080
 
 
 def quote(value: object) -> str:
@@ -98,6 +103,26 @@ def garden_context(garden: Garden) -> dict[str, Any]:
         "user": NOTEBOOK_USER,
         "venv_python": f"{VENV}/bin/python",
     }
+
+
+def api_context(garden: Garden) -> dict[str, Any]:
+    """Everything `Containerfile.api.j2` renders from except the session image (the
+    execute-notebook step's, named by its key)."""
+    from gardenbuild.runtime.openapi import API_VERSION
+
+    return {"gardenbuild_version": __version__, "api_dir": API_DIR, "port": SERVE_PORT,
+            "venv_python": f"{VENV}/bin/python", "api_version": API_VERSION}
+
+
+def api_files(garden: Garden) -> dict[str, str]:
+    """The files of the image's API folder: the garden's description and its test cases,
+    which the server's OpenAPI document shows as examples."""
+    meta = garden.meta
+    about = {"name": meta.name, "title": meta.title, "version": meta.version, "description": meta.description,
+             "license": meta.license, "limits": garden.limits.as_json()}
+    examples = {p.name: [{"input": t.input, "expected": t.expected} for t in p.tests] for p in garden.pipelines}
+    return {"garden.json": json.dumps(about, indent=2, sort_keys=True) + "\n",
+            "examples.json": json.dumps(examples, indent=2, sort_keys=True) + "\n"}
 
 
 def render(template: str, context: Mapping[str, Any]) -> str:

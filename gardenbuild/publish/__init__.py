@@ -451,7 +451,7 @@ def publish(garden: Garden, build_summary: Mapping[str, Any], *, registry: str |
     one); ``env`` defaults to the process environment (credentials are read from it and
     never stored). Raises `GardenError` on failure, after recording it in ``catalog``.
     """
-    from gardenbuild.engine.builder import OUTPUT_DIR
+    from gardenbuild.engine.outputs import OUTPUT_DIR
     from gardenbuild.publish.datacite import DEFAULT_PUBLISHER
 
     return _Run(garden, build_summary, registry=registry, globus=globus, doi=doi, doi_publish=doi_publish,

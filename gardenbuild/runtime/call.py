@@ -192,6 +192,7 @@ def _check_binding(name: str, func: Callable[..., Any], args: list[Any], kwargs:
     except TypeError as e:
         params = sig.parameters.values()
         problems = []
+        unexpected: list[str] = []
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             keywords = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
             unexpected = sorted(set(kwargs) - keywords)
@@ -208,15 +209,17 @@ def _check_binding(name: str, func: Callable[..., Any], args: list[Any], kwargs:
         if missing:
             problems.append("missing " + ", ".join(map(repr, missing)))
         reason = "; ".join(problems) if problems else str(e)
+        named = (unexpected + missing)[:1]
         raise CallError(
-            {"kind": "input", "pipeline": name, "message": f"pipeline {name!r} takes {sig}: {reason}"}, EXIT_USAGE
+            {"kind": "input", "pipeline": name, "message": f"pipeline {name!r} takes {sig}: {reason}",
+             **({"parameter": named[0]} if named else {})}, EXIT_USAGE
         ) from None
-    from gardenbuild.runtime.signature import argument_mismatch
+    from gardenbuild.runtime.signature import first_mismatch
 
-    reason = argument_mismatch(func, args, kwargs)
-    if reason:
+    found = first_mismatch(func, args, kwargs)
+    if found:
         raise CallError(
-            {"kind": "input", "pipeline": name, "message": f"pipeline {name!r}: {reason}",
+            {"kind": "input", "pipeline": name, "parameter": found[0], "message": f"pipeline {name!r}: {found[1]}",
              "hint": f"the pipeline's signature is {name}{sig}"}, EXIT_USAGE
         ) from None
 
@@ -350,6 +353,7 @@ def _call(name: str, func: Callable[..., Any], args: list[Any], kwargs: dict[str
                 "kind": "pipeline-exception",
                 "pipeline": name,
                 "exception": describe_exception(e),
+                "exception_type": type(e).__name__,
                 "message": f"pipeline {name!r} raised {describe_exception(e)}",
                 "traceback": user_traceback(e),
             },

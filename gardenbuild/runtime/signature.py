@@ -203,6 +203,12 @@ def resolved_hints(func: Callable[..., Any]) -> dict[str, Any]:
 
 def argument_mismatch(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> str | None:
     """The first argument that does not fit its parameter's hint, said with the parameter's name."""
+    found = first_mismatch(func, args, kwargs)
+    return None if found is None else found[1]
+
+
+def first_mismatch(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> tuple[str, str] | None:
+    """(parameter, message) of the first argument that does not fit its parameter's hint."""
     try:
         sig = inspect.signature(func)
         bound = sig.bind(*args, **kwargs)
@@ -221,5 +227,5 @@ def argument_mismatch(func: Callable[..., Any], args: list[Any], kwargs: dict[st
         for v, path in pairs:
             reason = mismatch(v, hint, path)
             if reason:
-                return f"parameter {reason}"
+                return name, f"parameter {reason}"
     return None
