@@ -23,7 +23,10 @@ from fastapi import Body, FastAPI, HTTPException
 SESSION = os.environ.get("BENCH_SESSION", "/garden/session.pkl")
 PIPELINES = os.environ.get("BENCH_PIPELINES", "").split(",")
 
-namespace = dill.load_module(SESSION).__dict__  # into __main__, as dill.load_session does
+import __main__  # noqa: E402
+
+dill.load_module(SESSION)  # into __main__, as dill.load_session does (it returns None then)
+namespace = vars(__main__)
 functions = {name: namespace[name] for name in PIPELINES if name}
 app = FastAPI(title="baseline")
 

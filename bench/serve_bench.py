@@ -165,14 +165,17 @@ def start(side: str, image: str, pipeline: str, workers: int, pkgs: Path) -> tup
     else:
         argv = [PYTHON, "-m", "uvicorn", "serve_baseline_app:app", "--app-dir", "/bench/app", "--host", "127.0.0.1",
                 "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-        env = {"PYTHONPATH": "/bench/pkgs", "BENCH_PIPELINES": pipeline}
+        env = {"PYTHONPATH": "/bench/pkgs:/opt/garden/lib", "BENCH_PIPELINES": pipeline}  # the image's own path too
         volumes = [(pkgs, "/bench/pkgs", "ro"), (Path(__file__).resolve().parent, "/bench/app", "ro")]
     began = time.perf_counter()
-    running = Buildah().start(image, argv, env=env, volumes=volumes, network="host", stdout=subprocess.DEVNULL)
+    log = tempfile.TemporaryFile()
+    running = Buildah().start(image, argv, env=env, volumes=volumes, network="host", stdout=log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if running.proc.poll() is not None:
-            raise bb.Failed(f"the {side} server exited ({running.proc.returncode})")
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-8:]
+            raise bb.Failed(f"the {side} server exited ({running.proc.returncode}):\n  " + "\n  ".join(tail))
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                 s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
