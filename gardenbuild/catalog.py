@@ -11,6 +11,9 @@ registering functions twice.
 The catalog never holds a secret: callers pass no credentials in, and error texts are
 stored only after `gardenbuild.publish` has scrubbed them.
 
+A *pull* is a garden someone else published, fetched by digest (`gardenbuild pull`): its
+registry reference, local image id, DOI, Globus Compute function ids and garden card.
+
 *Usage* counts the local calls of each pipeline (`gardenbuild run`, a served garden, the
 Python API): calls, errors and seconds in the pipeline, per way of calling. Nothing of the
 inputs or outputs is kept. ``GARDENBUILD_NO_USAGE=1`` turns it off.
@@ -88,6 +91,18 @@ CREATE TABLE IF NOT EXISTS usage (
     first    TEXT NOT NULL,
     last     TEXT NOT NULL,
     PRIMARY KEY (garden, pipeline, via)
+);
+CREATE TABLE IF NOT EXISTS pulls (
+    image_ref    TEXT PRIMARY KEY,
+    garden       TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    image_id     TEXT NOT NULL,
+    doi          TEXT,
+    card         TEXT NOT NULL,
+    function_ids TEXT NOT NULL DEFAULT '{}',
+    source       TEXT,
+    first_pulled TEXT NOT NULL,
+    last_pulled  TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
     id             INTEGER PRIMARY KEY,
@@ -287,6 +302,41 @@ class Catalog:
         stages = {r["stage"]: Stage(r["stage"], r["state"], r["detail"], r["error"], r["updated"])
                   for r in db.execute("SELECT * FROM stages WHERE publication_id = ? ORDER BY stage", (row["id"],))}
         return Publication(**data, stages=stages)
+
+    # -- pulls: gardens fetched from a registry ---------------------------------------------
+
+    def record_pull(self, *, image_ref: str, image_id: str, card: Mapping[str, Any], doi: str | None,
+                    function_ids: Mapping[str, str], source: str | None) -> None:
+        """Remember a pulled garden (by its registry digest); pulling it again refreshes it."""
+        meta = card.get("meta") or {}
+        stamp = now()
+        with self._db() as db:
+            db.execute("""INSERT INTO pulls (image_ref, garden, version, image_id, doi, card, function_ids, source,
+                                             first_pulled, last_pulled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                          ON CONFLICT (image_ref) DO UPDATE SET
+                              image_id = excluded.image_id, card = excluded.card,
+                              doi = COALESCE(excluded.doi, pulls.doi),
+                              function_ids = CASE WHEN excluded.function_ids = '{}' THEN pulls.function_ids
+                                                  ELSE excluded.function_ids END,
+                              source = excluded.source, last_pulled = excluded.last_pulled""",
+                       (image_ref, str(meta.get("name", "")), str(meta.get("version", "")), image_id, doi,
+                        json.dumps(dict(card), sort_keys=True), json.dumps(dict(function_ids), sort_keys=True), source,
+                        stamp, stamp))
+
+    def pulls(self, garden: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM pulls" + (" WHERE garden = ?" if garden else "") + " ORDER BY last_pulled, image_ref"
+        with self._db(write=False) as db:
+            rows = db.execute(query, (garden,) if garden else ()).fetchall()
+        return [self._pull(r) for r in rows]
+
+    def pull(self, image_ref: str) -> dict[str, Any] | None:
+        with self._db(write=False) as db:
+            row = db.execute("SELECT * FROM pulls WHERE image_ref = ?", (image_ref,)).fetchone()
+        return self._pull(row) if row else None
+
+    @staticmethod
+    def _pull(row: sqlite3.Row) -> dict[str, Any]:
+        return {**dict(row), "card": json.loads(row["card"]), "function_ids": json.loads(row["function_ids"] or "{}")}
 
     # -- reading, for `gardenbuild list` and `show` -----------------------------------------
 

@@ -103,3 +103,13 @@ def images_cleaned_up():
     for name in sorted(_image_names() - before):
         subprocess.run(["buildah", "rmi", name], capture_output=True)
     subprocess.run(["buildah", "rmi", "--prune"], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def reg(tmp_path_factory):
+    """A real `docker-registry` on loopback for the module's tests (see helpers.Registry)."""
+    from helpers import Registry
+
+    r = Registry(tmp_path_factory.mktemp("registry")).start()
+    yield r
+    r.stop()

@@ -14,6 +14,8 @@ import urllib.request
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import pytest
+
 from gardenbuild.cli import main
 from gardenbuild.report import RecordingReporter
 
@@ -63,6 +65,10 @@ def write_garden(folder: Path, cells: list[str], pipelines: list[str], *, name: 
 
 
 # ---- a real OCI registry on loopback
+
+needs_registry = pytest.mark.skipif(
+    not (shutil.which("docker-registry") and shutil.which("buildah") and shutil.which("skopeo")),
+    reason="needs docker-registry, buildah and skopeo (scripts/setup.sh installs them)")
 
 
 def free_port() -> int:

@@ -117,7 +117,7 @@ def test_graph_dot(name, gardens, run_cli):
     assert (code, err) == (0, "")
     assert out.startswith("digraph garden {\n") and out.endswith("}\n")
     assert '  "resolve" -> "fetch";\n' in out
-    assert out.count(" -> ") == 17  # 9 between the steps, 8 into emit-artifacts
+    assert out.count(" -> ") == 18  # 10 between the steps, 8 into emit-artifacts
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -126,7 +126,7 @@ def test_graph_mermaid(name, gardens, run_cli):
     assert code == 0
     assert out.startswith("flowchart LR\n")
     assert "  render_env --> build_env\n" in out and "  execute_notebook --> test\n" in out
-    assert out.count(" --> ") == 17
+    assert out.count(" --> ") == 18
 
 
 def test_graph_json(gardens, run_cli):

@@ -72,9 +72,34 @@ def test_metadata_of_the_example_exactly(garden):
                             f"Container image: {IMAGE}",
              "descriptionType": "TechnicalInfo"},
         ],
+        "relatedItems": [{"relatedItemType": "Software", "relationType": "HasPart",
+                          "titles": [{"title": "predict_solubility"}],
+                          "relatedItemIdentifier": {
+                              "relatedItemIdentifier": f"https://compute.api.globus.org/v2/functions/{FUNCTION}",
+                              "relatedItemIdentifierType": "URL"}}],
         "subjects": [{"subject": "chemistry"}, {"subject": "solubility"}, {"subject": "cheminformatics"}],
         "url": "https://github.com/garden-examples/solubility",
     }
+
+
+def test_the_record_publish_sends_is_the_record_a_consumer_reads(garden):
+    """DOI -> image and functions, round trip: the PUT body publish sends, as DataCite's GET
+    answers it (the same attributes under data, plus the state DataCite adds)."""
+    body = datacite.update_request(datacite.TEST_API, DOI, full_metadata(garden), publish=True).body
+    answered = {"data": {"id": DOI, "type": "dois",
+                         "attributes": {**body["data"]["attributes"], "state": "findable"}}}
+    record = datacite.read_record(json.loads(json.dumps(answered)))
+    assert (record.doi, record.state, record.is_garden, record.version) == (DOI, "findable", True, "1.0.0")
+    assert record.image_ref == IMAGE
+    assert record.function_ids == {"predict_solubility": FUNCTION}
+    assert record.title == garden.meta.title
+
+
+def test_a_record_that_is_not_a_garden_reads_as_such():
+    record = datacite.read_record({"data": {"id": "10.5072/x", "attributes": {
+        "doi": "10.5072/x", "titles": [{"title": "A dataset"}], "types": {"resourceTypeGeneral": "Dataset"},
+        "relatedIdentifiers": [{"relatedIdentifier": "https://example.org", "relationType": "IsDerivedFrom"}]}}})
+    assert (record.is_garden, record.image_ref, record.function_ids, record.title) == (False, None, {}, "A dataset")
 
 
 def test_validator_is_the_real_2019_09_one():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import responses
-from helpers import Registry, free_port
+from helpers import Registry, free_port, needs_registry
 
 from gardenbuild.backends.buildah import Buildah
 from gardenbuild.catalog import Catalog
@@ -27,18 +27,10 @@ from gardenbuild.report import RecordingReporter
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not (shutil.which("docker-registry") and shutil.which("buildah") and shutil.which("skopeo")),
-                       reason="needs docker-registry, buildah and skopeo (scripts/setup.sh installs them)"),
+    needs_registry,
 ]
 
 PASSWORD = "reg-pass-Zq81"
-
-
-@pytest.fixture(scope="module")
-def reg(tmp_path_factory):
-    r = Registry(tmp_path_factory.mktemp("registry")).start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture(scope="module")

@@ -711,6 +711,9 @@ class Buildah:
     def stored_digest(self, ref: str) -> str | None:
         return stored_digest(ref)
 
+    def stored_labels(self, image_id: str) -> dict[str, str] | None:
+        return stored_labels(image_id)
+
     def export_layers(self, ref: str, dest: Path) -> Path:
         """Write the image as uncompressed layer tarballs named by their diff id (``dir:`` transport)."""
         self.require()
@@ -833,3 +836,18 @@ def stored_digest(ref: str) -> str | None:
         return None
     wanted = {ref, f"localhost/{ref}"} if "/" not in ref.split(":")[0] else {ref}
     return next((image.get("digest") for image in images if wanted & set(image.get("names", []))), None)
+
+
+def stored_labels(image_id: str) -> dict[str, str] | None:
+    """The labels of image ``image_id`` read from its config in local storage (the big-data
+    file containers/storage names ``=base64("sha256:<id>")``); None if it cannot be read."""
+    import base64
+
+    if os.geteuid() != 0 or not re.fullmatch(r"[0-9a-f]{64}", image_id):
+        return None
+    key = base64.b64encode(f"sha256:{image_id}".encode()).decode()
+    try:
+        config = json.loads((_storage_images_json().parent / image_id / f"={key}").read_text())
+    except (OSError, ValueError):
+        return None
+    return dict((config.get("config") or {}).get("Labels") or {})

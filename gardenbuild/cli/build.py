@@ -216,52 +216,41 @@ def _build_root_and_options(args: argparse.Namespace) -> tuple[Path, dict[str, A
     }
 
 
-def _garden_root(args: argparse.Namespace) -> Path:
-    from gardenbuild.engine.outputs import find_gardenfile
+def target(args: argparse.Namespace, reporter: Reporter) -> Any:
+    """The garden ``args.dir`` names (a folder, a DOI, an image, a name), resolved and local.
 
-    return find_gardenfile(Path(args.dir)).parent
+    For a folder: its last build, with a warning when the files it was built from changed
+    since. Anything else is pulled by digest first if it is not local yet."""
+    from gardenbuild.consumer.refs import parse
+    from gardenbuild.consumer.resolve import Resolver
 
+    ref = parse(args.dir)
+    resolver = Resolver(reporter=reporter, tls_verify=getattr(args, "tls_verify", True),
+                        authfile=Path(args.authfile) if getattr(args, "authfile", None) else None)
+    resolved = resolver.resolve(ref, pull=True)
+    if resolved.root is not None and ref.kind == "folder":
+        from gardenbuild.engine.outputs import changed_since, require_image
 
-def _built(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
-    """The image the last build made; calling a pipeline needs no Gardenfile validation.
-    Says so when the files it was built from have changed since."""
-    from gardenbuild.engine.outputs import changed_since, last_build, require_image
-
-    root = _garden_root(args)
-    built = require_image(root, args.dir)
-    changed = changed_since(root, built)
-    if changed:
-        reporter.warn(f"{', '.join(changed[:3])}{' and more' if len(changed) > 3 else ''} changed since the image was "
-                      f"built: this calls the image of the earlier version (`gardenbuild build {args.dir}` makes the new one)")
-    summary = last_build(root)
-    ids = {built["image_id"]}
-    if summary and summary.get("session_image_id") == built["image_id"]:
-        # The build finished: the garden image (the session plus its server) is the one to call.
-        built = {**built, "image": summary["image"], "image_id": summary["image_id"], "digest": summary["digest"]}
-        ids.add(summary["image_id"])
-    return {**built, "image_ids": sorted(ids)}
-
-
-def _warm_server(built: dict[str, Any], args: argparse.Namespace):
-    """A running `gardenbuild serve` of this image, unless --cold asks for a fresh container."""
-    if getattr(args, "cold", False):
-        return None
-    from gardenbuild.engine.serve import ready_server
-
-    return ready_server(set(built["image_ids"]))
+        changed = changed_since(resolved.root, require_image(resolved.root, args.dir))
+        if changed:
+            reporter.warn(f"{', '.join(changed[:3])}{' and more' if len(changed) > 3 else ''} changed since the image "
+                          f"was built: this calls the image of the earlier version (`gardenbuild build {args.dir}` "
+                          "makes the new one)")
+    for note in resolved.notes:
+        reporter.info(note)
+    return resolved
 
 
-def _call_limits(args: argparse.Namespace):
-    """--timeout/--memory, else what the garden's last build recorded, else the defaults."""
-    from gardenbuild.engine.outputs import last_build
-    from gardenbuild.engine.call import limits_of
+def call_limits(args: argparse.Namespace, resolved: Any):
+    """--timeout/--memory, else what the garden recorded, else the defaults."""
+    from gardenbuild.consumer.local import limits
     from gardenbuild.units import parse_size
 
     try:
         memory = parse_size(args.memory) if args.memory else None
     except ValueError as exc:
         raise UserError(f"--memory: {exc}") from None
-    return limits_of(last_build(_garden_root(args)), seconds=args.timeout, memory=memory)
+    return limits(resolved, seconds=args.timeout, memory=memory)
 
 
 def _read_input(args: argparse.Namespace) -> bytes:
@@ -282,32 +271,18 @@ def _read_input(args: argparse.Namespace) -> bytes:
 
 @command("run")
 def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.engine.call import call_pipeline, gpu_devices
+    from gardenbuild.consumer import local
 
-    built = _built(args, reporter)
-    if args.pipeline not in built["pipelines"]:
-        raise UserError(f"{built['garden']} has no pipeline '{args.pipeline}'",
-                        hint=f"pipelines: {', '.join(built['pipelines'])}")
-    from gardenbuild.catalog import record_usage
+    from gardenbuild.consumer.api import check_arguments
 
+    resolved = target(args, reporter)
     payload = _read_input(args)
-    limits = _call_limits(args)
-    server = _warm_server(built, args)
-    started = time.monotonic()
-    try:
-        if server is not None:
-            from gardenbuild.engine.serve import call_server
-
-            outcome = call_server(server, args.pipeline, payload, limits.seconds or 600)
-        else:
-            devices = [] if args.cpu else gpu_devices(built.get("accelerator", "cpu"))
-            outcome = call_pipeline(backend(reporter), built["image"], args.pipeline, payload, limits, devices)
-    except GardenError as exc:
-        if not isinstance(exc, UserError):  # a call that ran and failed counts; input refused at the door does not
-            record_usage(built["garden"], args.pipeline, "run", errors=1, seconds=time.monotonic() - started,
-                         reporter=reporter)
-        raise
-    record_usage(built["garden"], args.pipeline, "run", seconds=outcome.timings.get("call_s", 0.0), reporter=reporter)
+    arguments = json.loads(payload)
+    spec = resolved.pipeline(args.pipeline)
+    if isinstance(arguments, dict):  # checked before any container starts; the image checks anything else
+        check_arguments(spec, (), arguments)
+    outcome, server = local.call(resolved, args.pipeline, payload, call_limits=call_limits(args, resolved),
+                                 cpu=args.cpu, cold=args.cold, via="run", reporter=reporter)
     emit(args, {"pipeline": args.pipeline, "result": outcome.result, "timings": outcome.timings},
          json.dumps(outcome.result))
     t = outcome.timings
@@ -320,26 +295,25 @@ def cmd_run(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("test")
 def cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.engine.call import run_tests
+    from gardenbuild.consumer import local
+    from gardenbuild.consumer.refs import parse
 
-    garden = load_garden(args, reporter)  # the Gardenfile's tests as they are now, not as they were built
-    built = _built(args, reporter)
-    given = [c for p in garden.pipelines for c in p.test_cases()]
-    if not given:
-        raise UserError(f"{garden.gardenfile} has no test cases",
-                        hint="add a [[pipeline.test]] table (input, expected, tolerance) under a [[pipeline]]")
-    unknown = sorted({c["pipeline"] for c in given} - set(built["pipelines"]))
-    if unknown:
-        raise UserError(f"the image was built without pipeline {', '.join(unknown)}, which the tests call",
-                        hint=f"build again: gardenbuild build {args.dir}")
-    server = _warm_server(built, args)
-    if server is not None:
-        from gardenbuild.engine.serve import test_server
-
-        reporter.info(f"testing through the garden server at {server.url}")
-        cases = test_server(server, given, _call_limits(args).seconds or 600)
+    if parse(args.dir).kind == "folder":
+        resolved = target(args, reporter)
+        garden = load_garden(args, reporter)  # the Gardenfile's tests as they are now, not as they were built
+        given = [c for p in garden.pipelines for c in p.test_cases()]
+        if not given:
+            raise UserError(f"{garden.gardenfile} has no test cases",
+                            hint="add a [[pipeline.test]] table (input, expected, tolerance) under a [[pipeline]]")
     else:
-        cases = run_tests(backend(reporter), built["image"], given, _call_limits(args))
+        resolved = target(args, reporter)
+        given = local.card_cases(resolved)  # the tests it was published with
+        if not given:
+            raise UserError(f"{resolved.name} was published without test cases")
+    cases, server = local.test(resolved, given, call_limits=call_limits(args, resolved), cold=args.cold,
+                               reporter=reporter)
+    if server is not None:
+        reporter.info(f"testing through the garden server at {server.url}")
     for case in cases:
         mark = "PASS" if case["passed"] else "FAIL"
         line = f"{mark} {case['pipeline']}[{case['index']}]  expected {case['expected']}  got {case['actual']}"
@@ -431,6 +405,13 @@ def add_find_links(p: argparse.ArgumentParser) -> None:
                         "the lock pins each wheel by sha256, so a locked rebuild needs only the cache")
 
 
+def add_registry_options(p: argparse.ArgumentParser) -> None:
+    """For a garden that has to be pulled first."""
+    p.add_argument("--tls-verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="--no-tls-verify pulls from a registry over plain HTTP (one you trust, e.g. on loopback)")
+    p.add_argument("--authfile", help="registry credentials (a containers auth.json; default: buildah login's)")
+
+
 def add_limits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                    help="stop a call after this long (default: the garden's [limits] call_seconds, else 600)")
@@ -484,8 +465,9 @@ def add_parsers(sub: Any) -> None:
     add_dir(p); add_json(p)  # noqa: E702
     p.add_argument("--base-image", help=argparse.SUPPRESS)
 
-    p = sub.add_parser("run", help="call a pipeline in a fresh container of the built image")
-    p.add_argument("dir", nargs="?", default=".")
+    p = sub.add_parser("run", help="call a pipeline of a garden (a folder, DOI, image or name)")
+    p.add_argument("dir", nargs="?", default=".", metavar="REF",
+                   help="a garden folder (default .), a DOI, an image (HOST/REPO@sha256:... or :TAG) or a name")
     p.add_argument("pipeline")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--input", help="keyword arguments as a JSON object")
@@ -495,9 +477,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--cold", action="store_true", help="a fresh container even when `gardenbuild serve` serves the image")
     add_limits(p)
     add_json(p)
+    add_registry_options(p)
 
-    p = sub.add_parser("test", help="run the Gardenfile's pipeline tests inside the built image")
-    add_dir(p); add_json(p)  # noqa: E702
+    p = sub.add_parser("test", help="run a garden's pipeline tests in its image (a folder: the Gardenfile's tests now)")
+    p.add_argument("dir", nargs="?", default=".", metavar="REF",
+                   help="a garden folder (default .), a DOI, an image or a name")
+    add_json(p)
+    add_registry_options(p)
     p.add_argument("--base-image", help=argparse.SUPPRESS)
     p.add_argument("--cold", action="store_true", help="a fresh container even when `gardenbuild serve` serves the image")
     add_limits(p)

@@ -40,7 +40,8 @@ def add_parsers(sub: Any) -> None:
     from gardenbuild.cli.build import add_limits
 
     p = sub.add_parser("serve", help="serve a built garden's pipelines over HTTP (OpenAPI, health, metrics)")
-    p.add_argument("dir", nargs="?", default=".", help="the garden folder (default .)")
+    p.add_argument("dir", nargs="?", default=".", metavar="REF",
+                   help="the garden folder (default .), or a DOI, an image or a name")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port to listen on (default 8080; 0: any free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--workers", type=_positive, default=1, help="worker processes, forked once the session is loaded")
@@ -135,30 +136,30 @@ def cmd_serve(args: argparse.Namespace, reporter: Reporter) -> int:
         return _stop(args, reporter)
     if args.list:
         return _list(args)
-    from gardenbuild.cli.build import _built, _call_limits
+    from gardenbuild.cli.build import call_limits, target
     from gardenbuild.units import parse_size
 
     try:
         max_body = parse_size(args.max_body) if args.max_body else None
     except ValueError as exc:
         raise UserError(f"--max-body: {exc}") from None
-    built = _built(args, reporter)
+    resolved = target(args, reporter)
     if args.detach:
         return _detach(args, reporter)
     from gardenbuild.backends import Limits
     from gardenbuild.engine.call import gpu_devices
     from gardenbuild.engine.serve import Serving, serve
 
-    call = _call_limits(args)
+    call = call_limits(args, resolved)
     # The memory limit holds for the whole server: every worker may use a call's worth.
     limits = Limits(seconds=None, memory=(call.memory or 0) * args.workers or None, pids=call.pids)
-    devices = [] if args.cpu else gpu_devices(built.get("accelerator", "cpu"))
-    serving = Serving(backend(reporter), built["image"], built["image_id"], built["garden"], host=args.host,
+    devices = [] if args.cpu else gpu_devices(resolved.card.get("accelerator", "cpu"))
+    serving = Serving(backend(reporter), resolved.image, resolved.image, resolved.name, host=args.host,
                       port=args.port, workers=args.workers, limits=limits, devices=devices,
-                      digest=built.get("digest"), reporter=reporter, timeout=call.seconds, max_body=max_body,
+                      digest=resolved.digest, reporter=reporter, timeout=call.seconds, max_body=max_body,
                       queue=args.queue,
                       hide_tracebacks=args.hide_tracebacks, log=os.environ.get("GARDENBUILD_SERVE_LOG"))
-    reporter.info(f"starting {built['image']} ({args.workers} worker(s)) ...")
+    reporter.info(f"starting {resolved.image_ref or resolved.image} ({args.workers} worker(s)) ...")
 
     def announce(s: Serving) -> None:
         emit(args, {"url": s.url, "port": s.port, "image": s.image, "garden": s.garden, "workers": s.workers},

@@ -29,6 +29,8 @@ from gardenbuild.backends import Backend, Limits
 from gardenbuild.backends.buildah import TimedOut
 from gardenbuild.backends.debs import PinnedDeb
 from gardenbuild.backends.deps import PinnedWheel, WheelStore, find_uv, lock_text
+from gardenbuild.card import LABEL as CARD_LABEL
+from gardenbuild.card import complete, label_value
 from gardenbuild.engine.call import run_tests
 from gardenbuild.engine.outputs import OUTPUT_DIR
 from gardenbuild.engine.store import StepStore
@@ -438,7 +440,10 @@ def build_api_step(step: Step, ctx: Context) -> Record:
         containerfile = context / "Containerfile"
         containerfile.write_text(render(step.params["template"], {**step.params["context"],
                                                                   "session_image": session["image"]}))
-        image_id = ctx.backend.bud(containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh)
+        card = complete(step.params["card"], json.loads(session["files"]["metadata.json"]),
+                        ctx.parents["resolve"].get("wheels", []))
+        image_id = ctx.backend.bud(containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh,
+                                   labels={CARD_LABEL: label_value(card)})
     finally:
         ctx.store.discard(context)
     return {"image": image, "image_id": image_id, "digest": ctx.backend.digest(image_id)}

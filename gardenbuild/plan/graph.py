@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping
 import networkx as nx
 
 from gardenbuild import __version__
+from gardenbuild.card import garden_part
 from gardenbuild.errors import GardenError
 from gardenbuild.manifest.garden import Garden
 from gardenbuild.plan.render import (
@@ -206,12 +207,13 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
              {"cases": [c for p in garden.pipelines for c in p.test_cases()],
               "limits": {"seconds": garden.limits.call_seconds, "memory": garden.limits.call_memory}},
              outputs=("test-report.json",), parents=("execute-notebook",)),
-        # The image users get: the tested session plus its HTTP API (the test cases as examples).
+        # The image users get: the tested session plus its HTTP API (the test cases as examples),
+        # labelled with its garden card (what `gardenbuild info` shows without a container).
         Step("build-api", "build-image", "build the garden image (the tested session, served over HTTP)",
              {"template": API_TEMPLATE, "garden": garden.name, "context": api_context(garden),
-              "files": api_files(garden)},
+              "files": api_files(garden), "card": garden_part(garden)},
              inputs=(("template:" + API_TEMPLATE, inputs.templates[API_TEMPLATE]),),
-             outputs=("image:garden",), parents=("execute-notebook", "test")),
+             outputs=("image:garden",), parents=("resolve", "execute-notebook", "test")),
         Step("emit-artifacts", "emit-artifacts", "write the build summary",
              {"summary": {"gardenbuild": __version__, "garden": garden.name, "version": garden.meta.version,
                           "python": garden.python, "flavor": garden.flavor.name, "accelerator": garden.accelerator,

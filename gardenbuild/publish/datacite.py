@@ -19,7 +19,9 @@ Relation types chosen (the garden is the resource being described):
 * source repository ``IsDerivedFrom`` (URL): the garden is compiled from it;
 * each paper ``IsDocumentedBy`` (DOI, else URL);
 * each dataset ``IsDerivedFrom`` (DOI, else URL): the model was trained on it;
-* each pipeline ``HasPart`` (URL of its Globus Compute function), as Garden did.
+* each pipeline ``HasPart`` (URL of its Globus Compute function), as Garden did; and the
+  same again as a ``relatedItem`` whose title is the pipeline's name, so that the record
+  alone maps each pipeline to its function (`read_record` reads it back).
 
 Credentials come from ``DATACITE_REPOSITORY_ID`` and ``DATACITE_PASSWORD`` (HTTP basic)
 and are attached only when a request is sent; they are never part of a `Request`.
@@ -151,6 +153,14 @@ def related_identifiers(garden: Garden, *, image_ref: str | None, function_ids: 
     return out
 
 
+def related_items(garden: Garden, function_ids: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One item per registered pipeline: its Globus Compute function, titled by the pipeline's name."""
+    return [{"relatedItemType": "Software", "relationType": "HasPart", "titles": [{"title": p.name}],
+             "relatedItemIdentifier": {"relatedItemIdentifier": FUNCTION_URL.format(function_ids[p.name]),
+                                       "relatedItemIdentifierType": "URL"}}
+            for p in garden.pipelines if function_ids.get(p.name)]
+
+
 def technical_info(garden: Garden, *, image_ref: str | None, signatures: Mapping[str, str]) -> str:
     """A short human description of how to run the garden: its pipelines and its image."""
     lines = [f"A garden built by gardenbuild: Python {garden.python}, pipelines callable as functions."]
@@ -185,6 +195,9 @@ def metadata(garden: Garden, *, doi: str, publication_year: str, publisher: str 
     descriptions.append({"description": technical_info(garden, image_ref=image_ref, signatures=signatures or {}),
                          "descriptionType": "TechnicalInfo"})
     attrs["descriptions"] = descriptions
+    items = related_items(garden, function_ids or {})
+    if items:
+        attrs["relatedItems"] = items
     if meta.keywords:
         attrs["subjects"] = [{"subject": k} for k in dict.fromkeys(meta.keywords)]
     if url:
@@ -326,6 +339,48 @@ class DataCite:
         error.status = status  # type: ignore[attr-defined]
         error.details = detail  # type: ignore[attr-defined]
         return error
+
+
+@dataclass(frozen=True)
+class DoiRecord:
+    """What a DOI's DataCite record says about the garden it names."""
+
+    doi: str
+    state: str | None
+    title: str | None
+    version: str | None
+    is_garden: bool  # types.resourceType is "Garden"
+    image_ref: str | None  # HOST/REPO@sha256:..., from the IsVariantFormOf relation
+    function_ids: dict[str, str]  # pipeline -> Globus Compute function id, from relatedItems
+    url: str | None
+
+
+_FUNCTION = re.compile(re.escape(FUNCTION_URL.format("")) + r"([0-9a-fA-F-]{36})$")
+
+
+def read_record(document: Mapping[str, Any]) -> DoiRecord:
+    """Read back what `metadata` wrote, from DataCite's ``GET /dois/{doi}`` JSON:API document."""
+    data = document.get("data") if isinstance(document.get("data"), Mapping) else {}
+    attrs = data.get("attributes") or {}
+    image_ref = None
+    for rel in attrs.get("relatedIdentifiers") or []:
+        ident = str(rel.get("relatedIdentifier") or "")
+        if rel.get("relationType") == "IsVariantFormOf" and ident.startswith("docker://"):
+            image_ref = ident.removeprefix("docker://")
+            break
+    functions = {}
+    for item in attrs.get("relatedItems") or []:
+        ident = (item.get("relatedItemIdentifier") or {}).get("relatedItemIdentifier") or ""
+        titles = [t.get("title") for t in item.get("titles") or [] if t.get("title")]
+        m = _FUNCTION.match(str(ident))
+        if item.get("relationType") == "HasPart" and m and titles:
+            functions[str(titles[0])] = m.group(1)
+    titles = [t.get("title") for t in attrs.get("titles") or [] if isinstance(t, Mapping)]
+    types = attrs.get("types") or {}
+    return DoiRecord(doi=str(attrs.get("doi") or data.get("id") or ""), state=attrs.get("state"),
+                     title=titles[0] if titles else None, version=attrs.get("version"),
+                     is_garden=types.get("resourceType") == "Garden", image_ref=image_ref, function_ids=functions,
+                     url=attrs.get("url"))
 
 
 def signatures_from(metadata_json: Mapping[str, Any] | None) -> dict[str, str]:

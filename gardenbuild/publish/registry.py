@@ -1,4 +1,4 @@
-"""Push a built garden image to an OCI registry and name it by digest.
+"""Push a built garden image to an OCI registry and name it by digest; read and pull one back.
 
 ``--registry HOST/NAMESPACE`` sends the image to ``HOST/NAMESPACE/<garden>:<version>``
 and records it as ``HOST/NAMESPACE/<garden>@sha256:...``, the only name that cannot move.
@@ -157,29 +157,83 @@ def push(backend: Backend, source: str, dest: Destination, *, tls_verify: bool, 
 
 def explain_push_failure(exc: BackendError, dest: Destination, tls_verify: bool) -> GardenError:
     """Turn buildah's push error into what the user should do about it."""
-    log = getattr(exc, "log", "") or exc.log_tail
+    return explain_failure(getattr(exc, "log", "") or exc.log_tail, exc.log_tail, dest.host, dest.reference, "push")
+
+
+def explain_failure(log: str, tail: str, host: str, reference: str, action: str) -> GardenError:
+    """Turn a registry client's error (buildah or skopeo, pushing or pulling) into what to do."""
     low = log.lower()
     if "checking authfile" in low:
         error: GardenError = UserError("the registry credentials file does not exist",
-                                       hint="fix --authfile or REGISTRY_AUTH_FILE, or log in with: "
-                                            f"buildah login {dest.host}")
+                                       hint=f"fix --authfile or REGISTRY_AUTH_FILE, or log in with: buildah login {host}")
     elif any(s in low for s in ("unauthorized", "authentication required", "denied", "invalid username/password",
                               "403 forbidden", "no basic auth credentials")):
-        error = UserError(f"the registry {dest.host} refused the push to {dest.reference}: not logged in, "
-                          "or the login expired or lacks push rights", hint=AUTH_HINT.format(host=dest.host))
+        error = UserError(f"the registry {host} refused the {action} of {reference}: not logged in, "
+                          f"or the login expired or lacks {action} rights", hint=AUTH_HINT.format(host=host))
     elif "server gave http response to https client" in low:
-        error = UserError(f"the registry {dest.host} speaks plain HTTP", hint="add --no-tls-verify (for a registry you trust, e.g. on loopback)")
+        error = UserError(f"the registry {host} speaks plain HTTP", hint="add --no-tls-verify (for a registry you trust, e.g. on loopback)")
     elif any(s in low for s in ("x509:", "certificate")):
-        error = UserError(f"the TLS certificate of {dest.host} cannot be verified",
+        error = UserError(f"the TLS certificate of {host} cannot be verified",
                           hint="install its CA certificate, or add --no-tls-verify for a registry you trust")
+    elif any(s in low for s in ("manifest unknown", "name unknown", "not found", "404")):
+        error = UserError(f"the registry {host} has no image {reference}",
+                          hint="check the name, the tag or digest (a DOI names the image it was published with)")
     elif any(s in low for s in ("connection refused", "no such host", "i/o timeout", "network is unreachable",
                                 "connection reset", "unexpected eof", ": eof")):
-        error = RegistryError(f"the registry {dest.host} cannot be reached",
+        error = RegistryError(f"the registry {host} cannot be reached",
                               hint="check that it is running and the address is right, then run the same command again")
     else:
-        error = RegistryError(f"pushing to {dest.reference} failed",
-                              hint="run again with -v to see buildah's output; finished steps are not repeated")
-    tail = exc.log_tail.strip().splitlines()
-    if tail:
-        error.message += f" ({tail[-1].strip()[:300]})"
+        error = RegistryError(f"{action} of {reference} failed",
+                              hint="run again with -v to see the registry client's output")
+    lines = tail.strip().splitlines()
+    if lines:
+        error.message += f" ({lines[-1].strip()[:300]})"
     return error
+
+
+def _host(repository: str) -> str:
+    return repository.split("/", 1)[0]
+
+
+def _check_auth(authfile: Path | None, host: str) -> None:
+    if authfile is not None and not Path(authfile).is_file():
+        raise UserError(f"--authfile {authfile} does not exist", hint=AUTH_HINT.format(host=host))
+
+
+def remote_inspect(reference: str, *, tls_verify: bool, authfile: Path | None = None, timeout: float = 60) -> dict:
+    """What the registry says of ``reference`` (``HOST/REPO:TAG`` or ``@sha256:``) without pulling it:
+    ``skopeo inspect``'s JSON, with the manifest ``Digest`` and the config's ``Labels``."""
+    import shutil
+    import subprocess
+
+    host = _host(reference)
+    _check_auth(authfile, host)
+    if shutil.which("skopeo") is None:
+        from gardenbuild.errors import ToolMissingError
+
+        raise ToolMissingError("skopeo is not installed", hint="install it: apt-get install skopeo (scripts/setup.sh does)")
+    argv = ["skopeo", "inspect", "--retry-times", "1", f"--tls-verify={'true' if tls_verify else 'false'}"]
+    if authfile is not None:
+        argv += ["--authfile", str(authfile)]
+    argv.append(f"docker://{reference}")
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RegistryError(f"the registry {host} did not answer within {timeout:g} s",
+                            hint="check that it is running, then run the same command again") from None
+    if proc.returncode != 0:
+        raise explain_failure(proc.stderr, proc.stderr, host, reference, "lookup")
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        raise RegistryError(f"skopeo inspect of {reference} printed no JSON") from None
+
+
+def pull(backend: Backend, image_ref: str, *, tls_verify: bool, authfile: Path | None = None) -> str:
+    """Pull ``image_ref`` (by digest) into local storage; return the local image id."""
+    host = _host(image_ref)
+    _check_auth(authfile, host)
+    try:
+        return backend.pull(f"docker://{image_ref}", tls_verify=tls_verify, authfile=authfile)
+    except BackendError as exc:
+        raise explain_failure(getattr(exc, "log", "") or exc.log_tail, exc.log_tail, host, image_ref, "pull") from None

@@ -179,16 +179,13 @@ def _read_input(path: str | None) -> Any:
         ) from None
 
 
-def _check_binding(name: str, func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> None:
-    """Reject input that does not fit the signature before calling, with the signature."""
-    import inspect
-
-    try:
-        sig = inspect.signature(func)
-    except (TypeError, ValueError):
-        return
+def binding_problem(sig: Any, args: list[Any], kwargs: dict[str, Any]) -> tuple[str, str | None] | None:
+    """Why ``args``/``kwargs`` do not bind to the `inspect.Signature` ``sig`` ("unexpected 'y';
+    missing 'x'"), and the first parameter named; None when they bind. The host checks a call
+    with this too, before it starts a container."""
     try:
         sig.bind(*args, **kwargs)
+        return None
     except TypeError as e:
         params = sig.parameters.values()
         problems = []
@@ -208,11 +205,24 @@ def _check_binding(name: str, func: Callable[..., Any], args: list[Any], kwargs:
         ]
         if missing:
             problems.append("missing " + ", ".join(map(repr, missing)))
-        reason = "; ".join(problems) if problems else str(e)
         named = (unexpected + missing)[:1]
+        return ("; ".join(problems) if problems else str(e)), (named[0] if named else None)
+
+
+def _check_binding(name: str, func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Reject input that does not fit the signature before calling, with the signature."""
+    import inspect
+
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    problem = binding_problem(sig, args, kwargs)
+    if problem:
+        reason, named = problem
         raise CallError(
             {"kind": "input", "pipeline": name, "message": f"pipeline {name!r} takes {sig}: {reason}",
-             **({"parameter": named[0]} if named else {})}, EXIT_USAGE
+             **({"parameter": named} if named else {})}, EXIT_USAGE
         ) from None
     from gardenbuild.runtime.signature import first_mismatch
 

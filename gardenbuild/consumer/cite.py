@@ -1,0 +1,66 @@
+"""Citations of a resolved garden, from its card: the same source as its DataCite record
+and its CITATION.cff (`gardenbuild.publish.citation`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+from typing import Any
+
+from gardenbuild.consumer.resolve import Resolved
+from gardenbuild.errors import UserError
+
+FORMATS = ("text", "bibtex", "cff", "codemeta")
+
+
+def _garden(resolved: Resolved) -> Any:
+    """What the citation writers read of a garden: its metadata and Python version."""
+    from gardenbuild.manifest.spec import GardenMeta
+
+    return SimpleNamespace(meta=GardenMeta.model_validate(resolved.meta), python=resolved.card.get("python") or "")
+
+
+def text(resolved: Resolved) -> str:
+    from gardenbuild.publish.citation import person_name
+
+    g = _garden(resolved).meta
+    names = [person_name(a.name) for a in g.authors]
+    authors = ", ".join(f"{n.family_with_particle}, {n.given[:1]}." if n.given else n.family_with_particle for n in names)
+    where = f" https://doi.org/{resolved.doi}" if resolved.doi else (f" {resolved.image_ref}" if resolved.image_ref else "")
+    return f"{authors} {g.title} (version {g.version}) [Computer software].{where}".strip()
+
+
+def _bib(value: str) -> str:
+    return re.sub(r"([{}&%$#_])", r"\\\1", value)
+
+
+def bibtex(resolved: Resolved) -> str:
+    from gardenbuild.publish.citation import person_name
+
+    g = _garden(resolved).meta
+    names = [person_name(a.name) for a in g.authors]
+    key = re.sub(r"[^A-Za-z0-9]", "", (names[0].family if names else "garden")) + "_" + re.sub(r"[^A-Za-z0-9]", "", g.name)
+    fields = [("author", " and ".join(n.inverted for n in names)), ("title", g.title), ("version", g.version)]
+    if resolved.doi:
+        fields += [("doi", resolved.doi), ("url", f"https://doi.org/{resolved.doi}")]
+    elif g.repository:
+        fields.append(("url", g.repository))
+    if g.license:
+        fields.append(("note", f"License: {g.license}"))
+    body = ",\n".join(f"  {k} = {{{_bib(v)}}}" for k, v in fields if v)
+    return f"@software{{{key},\n{body}\n}}"
+
+
+def cite(resolved: Resolved, format: str = "text") -> str:
+    from gardenbuild.publish.citation import codemeta, cff_text
+
+    if format == "text":
+        return text(resolved)
+    if format == "bibtex":
+        return bibtex(resolved)
+    if format == "cff":
+        return cff_text(_garden(resolved), doi=resolved.doi, image_ref=resolved.image_ref)
+    if format == "codemeta":
+        return json.dumps(codemeta(_garden(resolved), doi=resolved.doi, image_ref=resolved.image_ref), indent=2)
+    raise UserError(f"unknown citation format {format!r}", hint=f"one of: {', '.join(FORMATS)}")
