@@ -21,14 +21,18 @@ def _garden(resolved: Resolved) -> Any:
     return SimpleNamespace(meta=GardenMeta.model_validate(resolved.meta), python=resolved.card.get("python") or "")
 
 
-def text(resolved: Resolved) -> str:
+def _names(resolved: Resolved) -> list[Any]:
     from gardenbuild.publish.citation import person_name
 
-    g = _garden(resolved).meta
-    names = [person_name(a.name) for a in g.authors]
-    authors = ", ".join(f"{n.family_with_particle}, {n.given[:1]}." if n.given else n.family_with_particle for n in names)
+    return [person_name(a.get("name", "")) for a in resolved.meta.get("authors") or []]
+
+
+def text(resolved: Resolved) -> str:
+    meta = resolved.meta
+    authors = ", ".join(f"{n.family_with_particle}, {n.given[:1]}." if n.given else n.family_with_particle
+                        for n in _names(resolved))
     where = f" https://doi.org/{resolved.doi}" if resolved.doi else (f" {resolved.image_ref}" if resolved.image_ref else "")
-    return f"{authors} {g.title} (version {g.version}) [Computer software].{where}".strip()
+    return f"{authors} {meta.get('title', '')} (version {meta.get('version', '')}) [Computer software].{where}".strip()
 
 
 def _bib(value: str) -> str:
@@ -36,18 +40,18 @@ def _bib(value: str) -> str:
 
 
 def bibtex(resolved: Resolved) -> str:
-    from gardenbuild.publish.citation import person_name
-
-    g = _garden(resolved).meta
-    names = [person_name(a.name) for a in g.authors]
-    key = re.sub(r"[^A-Za-z0-9]", "", (names[0].family if names else "garden")) + "_" + re.sub(r"[^A-Za-z0-9]", "", g.name)
-    fields = [("author", " and ".join(n.inverted for n in names)), ("title", g.title), ("version", g.version)]
+    meta = resolved.meta
+    names = _names(resolved)
+    key = (re.sub(r"[^A-Za-z0-9]", "", names[0].family if names else "garden") + "_"
+           + re.sub(r"[^A-Za-z0-9]", "", str(meta.get("name", ""))))
+    fields = [("author", " and ".join(n.inverted for n in names)), ("title", str(meta.get("title", ""))),
+              ("version", str(meta.get("version", "")))]
     if resolved.doi:
         fields += [("doi", resolved.doi), ("url", f"https://doi.org/{resolved.doi}")]
-    elif g.repository:
-        fields.append(("url", g.repository))
-    if g.license:
-        fields.append(("note", f"License: {g.license}"))
+    elif meta.get("repository"):
+        fields.append(("url", str(meta["repository"])))
+    if meta.get("license"):
+        fields.append(("note", f"License: {meta['license']}"))
     body = ",\n".join(f"  {k} = {{{_bib(v)}}}" for k, v in fields if v)
     return f"@software{{{key},\n{body}\n}}"
 

@@ -135,6 +135,9 @@ class Resolver:
         if summary and summary.get("session_image_id") == built["image_id"]:
             image_id = summary["image_id"]  # the build finished: the garden image (session + server)
             ids.add(image_id)
+        if self.containers().image_in_storage(image_id) is False:
+            raise UserError(f"the image of {ref.text}'s last build is no longer in local storage",
+                            hint=f"build it again: gardenbuild build {ref.text}")
         card = self.local_card(image_id, ref.text, root=root)
         resolved = Resolved(ref, card, image=image_id, image_ids=sorted(ids), root=root, summary=summary,
                             digest=(summary or built).get("digest"))

@@ -16,10 +16,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gardenbuild.engine.store import atomic_write
-from gardenbuild.manifest.garden import Garden
+
+if TYPE_CHECKING:  # only garden.meta is read: a consumer's card stands in for it without pydantic
+    from gardenbuild.manifest.garden import Garden
 
 CFF_VERSION = "1.2.0"
 CODEMETA_CONTEXT = "https://w3id.org/codemeta/3.0"

@@ -23,10 +23,13 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gardenbuild.backends import Backend
 from gardenbuild.errors import BackendError, GardenError, UserError
-from gardenbuild.manifest.garden import Garden
+
+if TYPE_CHECKING:  # consumers read and pull images without loading the manifest's pydantic models
+    from gardenbuild.manifest.garden import Garden
 
 DOI_LABEL = "dev.gardenbuild.doi"
 _HOST = re.compile(r"^(localhost|[a-z0-9-]+(\.[a-z0-9-]+)+|\[[0-9a-f:]+\])(:\d+)?$", re.I)
