@@ -344,19 +344,23 @@ class Catalog:
         """One summary per garden: its latest build and its latest publication."""
         builds = self.builds()
         pubs = self.publications()
-        names = sorted({b["garden"] for b in builds} | {p.garden for p in pubs})
+        pulls = self.pulls()
+        names = sorted({b["garden"] for b in builds} | {p.garden for p in pubs} | {p["garden"] for p in pulls})
         out = []
         for name in names:
             last_build = next((b for b in reversed(builds) if b["garden"] == name), None)
             last_pub = next((p for p in reversed(pubs) if p.garden == name), None)
+            last_pull = next((p for p in reversed(pulls) if p["garden"] == name), None) or {}
             out.append({
                 "garden": name,
-                "version": (last_build or {}).get("version") or (last_pub.version if last_pub else None),
+                "version": (last_build or {}).get("version") or (last_pub.version if last_pub else None)
+                           or last_pull.get("version"),
                 "builds": sum(b["garden"] == name for b in builds),
                 "last_built": (last_build or {}).get("last_built"),
                 "image": (last_build or {}).get("image"),
+                "pulled": last_pull.get("image_ref"),
                 "published": last_pub.image_ref if last_pub else None,
-                "doi": last_pub.doi if last_pub else None,
+                "doi": last_pub.doi if last_pub else last_pull.get("doi"),
                 "doi_state": last_pub.doi_state if last_pub else None,
                 "functions": len(last_pub.function_ids) if last_pub else 0,
             })
@@ -387,9 +391,10 @@ class Catalog:
         builds = self.builds(garden)
         pubs = self.publications(garden)
         usage = self.usage(garden)
-        if not builds and not pubs and not usage:
+        pulls = [{k: v for k, v in p.items() if k != "card"} for p in self.pulls(garden)]
+        if not builds and not pubs and not usage and not pulls:
             return None
-        return {"garden": garden, "builds": builds,
+        return {"garden": garden, "builds": builds, "pulls": pulls,
                 "publications": [{**p.as_json(), "runs": self.runs(p)} for p in pubs], "usage": usage}
 
 

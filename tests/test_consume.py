@@ -136,6 +136,10 @@ def test_the_cli_runs_and_tests_any_reference(published, consumer):
     assert code == 0 and json.loads(out)["result"] == [6.5], err
     code, out, err = cli("pull", "it-consumer")
     assert code == 2 and "nothing to pull" in err
+    code, out, err = cli("list")
+    assert code == 0 and f"pulled {published['image_ref']}" in out
+    code, out, err = cli("show", "it-consumer")
+    assert code == 0 and f"  pulled   1.0.0      {published['image_ref']}" in out
 
 
 @responses.activate

@@ -194,3 +194,134 @@ def test_built_garden_runs_on_globus_compute_engine(built, http, tmp_path, endpo
         time.sleep(0.5)
     assert not _containers(prefix), "the launcher left its container behind"
     print(f"GlobusComputeEngine in image: engine start to first result {cold:.2f} s, warm call {warm_s * 1000:.1f} ms")
+
+
+# ---- a consumer's remote call, end to end -------------------------------------------------
+
+@pytest.fixture
+def rabbitmq(tmp_path):
+    """A real AMQP broker on loopback, where the Globus Compute web service keeps task results
+    for the SDK's Executor to read. (RabbitMQ from Debian, started as a private node.)"""
+    from helpers import free_port
+
+    server = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+    if not server.is_file():
+        pytest.fail("rabbitmq-server is not installed; run scripts/setup.sh")
+    home = tmp_path / "rabbitmq"
+    home.mkdir()
+    (home / "enabled_plugins").write_text("[].\n")
+    (home / "rabbitmq.conf").write_text("")
+    port, epmd = free_port(), free_port()
+    env = {**os.environ, "HOME": str(home), "RABBITMQ_NODENAME": f"gardenbuild-test-{port}@localhost",
+           "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(port),
+           "RABBITMQ_DIST_PORT": str(free_port()), "ERL_EPMD_PORT": str(epmd),
+           "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq"), "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
+           **{f"RABBITMQ_{k}": str(home / k.lower()) for k in ("MNESIA_BASE", "LOG_BASE", "FEATURE_FLAGS_FILE",
+                                                                "PLUGINS_EXPAND_DIR", "QUORUM_DIR", "STREAM_DIR")}}
+    proc = subprocess.Popen([str(server)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    url = f"amqp://guest:guest@127.0.0.1:{port}/"
+    import pika
+
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                pika.BlockingConnection(pika.URLParameters(url)).close()
+                break
+            except pika.exceptions.AMQPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    logs = "".join(p.read_text(errors="replace")[-1500:] for p in (home / "log_base").glob("*.log"))
+                    pytest.fail(f"rabbitmq did not start within 60 s: {logs}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["epmd", "-kill"], env=env, capture_output=True)
+
+
+def test_a_consumer_calls_the_garden_remotely_through_the_sdk_executor(built, http, rabbitmq, tmp_path,
+                                                                       endpoint_tools_on_path, monkeypatch) -> None:
+    """`g.scale.submit(...)` on a loaded garden: the SDK's real Executor posts the task (the
+    service at the HTTP layer), the test does what the service does (hands the task to the
+    real endpoint engine, whose workers run in the garden's image, and puts the result on
+    the task group's queue of a real RabbitMQ), and the Executor's result watcher completes
+    the Future with the JSON result, as `gardenbuild run` gives it."""
+    import globus_sdk
+    import pika
+    from globus_compute_common import messagepack
+    from globus_compute_common.messagepack.message_types import Task
+    from globus_compute_endpoint.engines import GlobusComputeEngine
+    from globus_compute_endpoint.engines.base import GCFuture
+    from globus_compute_sdk import Client
+    from globus_compute_sdk.serialize import PureSourceTextInspect
+    from globus_sdk.testing import RegisteredResponse
+    from parsl.providers import LocalProvider
+
+    import gardenbuild
+    from gardenbuild.consumer import remote
+
+    folder, ref, expected = built
+    function_id, endpoint, group, task_id = (str(uuid.uuid4()) for _ in range(4))
+    RegisteredResponse(service="compute", path="/v3/functions", method="POST",
+                       json={"function_uuid": function_id}).add()
+    client = Client(authorizer=globus_sdk.NullAuthorizer(), do_version_check=False,
+                    code_serialization_strategy=PureSourceTextInspect())
+    globus.register(load(folder), ref, client=client)
+    code = json.loads(http.calls[-1].request.body)["function_code"]
+
+    RegisteredResponse(service="compute", path=f"/v3/endpoints/{endpoint}/submit", method="POST", json={
+        "request_id": str(uuid.uuid4()), "task_group_id": group, "endpoint_id": endpoint,
+        "tasks": {function_id: [task_id]}}).add()
+    RegisteredResponse(service="compute", path="/v2/get_amqp_result_connection_url", method="GET",
+                       json={"connection_url": rabbitmq, "queue_prefix": "gardenbuild-test."}).add()
+    broker = pika.BlockingConnection(pika.URLParameters(rabbitmq))
+    channel = broker.channel()
+    channel.queue_declare(queue=f"gardenbuild-test.{group}")  # the service makes the task group's queue
+
+    g = gardenbuild.load(str(folder))
+    g._resolved.image_ref, g._resolved.function_ids = ref, {"scale": function_id}  # what publish --globus records
+    monkeypatch.setattr(remote, "_client", lambda: Client(authorizer=globus_sdk.NullAuthorizer(), do_version_check=False))
+    future = g.scale.submit(x=INPUT["x"], endpoint=endpoint, container_type="podman")
+    deadline = time.monotonic() + 30
+    while not any(c.request.url.endswith("/submit") for c in http.calls):
+        assert time.monotonic() < deadline, "the Executor sent no task"
+        time.sleep(0.1)
+    body = json.loads(next(c for c in http.calls if c.request.url.endswith("/submit")).request.body)
+    assert body["user_endpoint_config"]["container_uri"] == ref  # the pinned image, as publish recorded it
+    assert body["result_serializers"] == ["globus_compute_sdk.serialize.concretes.JSONData"]
+    [args_buffer] = body["tasks"][function_id]
+
+    launcher = tmp_path / "launcher.sh"
+    launcher.write_text(LAUNCHER)
+    launcher.chmod(0o755)
+    prefix = f"gardenbuild-test-worker-{uuid.uuid4().hex[:8]}"
+    engine = GlobusComputeEngine(
+        address="127.0.0.1", max_workers_per_node=1, provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1),
+        container_type="custom", job_status_kwargs={"strategy_period": 0.5},
+        container_cmd_options=f"{launcher} {{EXECUTOR_RUNDIR}} {ref} {prefix} {{EXECUTOR_LAUNCH_CMD}}")
+    engine.start(endpoint_id=uuid.UUID(endpoint), run_dir=str(tmp_path / "endpoint"))
+    try:
+        done = GCFuture(gc_task_id=uuid.UUID(task_id))
+        engine.submit(done, messagepack.pack(Task(task_id=uuid.UUID(task_id), task_buffer=code + args_buffer)),
+                      resource_specification={}, result_serializers=body["result_serializers"])
+        packed = done.result(timeout=180)
+    finally:
+        engine.shutdown()
+    channel.basic_publish(exchange="", routing_key=f"gardenbuild-test.{group}", body=packed)
+    broker.close()
+    try:
+        assert remote.wait(future, "scale", timeout=60) == expected == [3.0, 7.5, -12.0]
+    finally:
+        from globus_compute_sdk.sdk.executor import _RESULT_WATCHERS
+
+        for executor in remote._EXECUTORS.values():
+            executor.shutdown(wait=True, cancel_futures=True)
+        remote._EXECUTORS.clear()
+        for watcher in list(_RESULT_WATCHERS.values()):  # stopped before the broker and the mocks are
+            watcher.shutdown(wait=True)

@@ -142,7 +142,9 @@ def cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
     else:
         header = ("GARDEN", "VERSION", "BUILDS", "LAST BUILT", "PUBLISHED", "DOI")
         table = [header] + [(r["garden"], r["version"] or "-", str(r["builds"]), r["last_built"] or "-",
-                             r["published"] or "-", f"{r['doi']} ({r['doi_state']})" if r["doi"] else "-") for r in rows]
+                             r["published"] or (f"pulled {r['pulled']}" if r.get("pulled") else "-"),
+                             (f"{r['doi']} ({r['doi_state']})" if r["doi_state"] else r["doi"]) if r["doi"] else "-")
+                            for r in rows]
         widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
         text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in table)
     emit(args, {"catalog": str(catalog.path), "gardens": rows}, text)
@@ -161,6 +163,9 @@ def cmd_show(args: argparse.Namespace, reporter: Reporter) -> int:
     lines = [f"{args.name}"]
     for b in data["builds"]:
         lines.append(f"  build    {b['version']:<10} {b['image']}  (image {b['image_id'][:12]}, last built {b['last_built']})")
+    for p in data.get("pulls", []):
+        lines.append(f"  pulled   {p['version']:<10} {p['image_ref']}  (image {p['image_id'][:12]}, last pulled "
+                     f"{p['last_pulled']}{', DOI ' + p['doi'] if p.get('doi') else ''})")
     for p in data["publications"]:
         lines.append(f"  publish  {p['version']:<10} image {p['image_id'][:12]}")
         if p["image_ref"]:

@@ -161,7 +161,7 @@ class Resolver:
             self.add_publication(resolved, row["image_id"])
             return resolved
         what = f"{ref.name}=={ref.version}" if ref.version else ref.name
-        known = sorted({g["garden"] for g in self.catalog.gardens()} | {p["garden"] for p in self.catalog.pulls()})
+        known = sorted(g["garden"] for g in self.catalog.gardens())  # built, published or pulled
         if candidates:
             raise UserError(f"the images of {what} are no longer in local storage",
                             hint="pull it again by its DOI or image reference, or rebuild its folder")
