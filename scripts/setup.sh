@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 # debian-archive-keyring lets debootstrap verify Debian's mirror on Ubuntu hosts too.
-# rabbitmq-server is for the tests only: the broker the Globus Compute SDK reads results from.
-APT_PACKAGES=(buildah skopeo debootstrap debian-archive-keyring docker-registry rabbitmq-server python3-venv python3-pip)
+# For the tests only: rabbitmq-server, the broker the Globus Compute SDK reads results from;
+# chromium and chromium-driver, the real browser model pages are checked in.
+APT_PACKAGES=(buildah skopeo debootstrap debian-archive-keyring docker-registry rabbitmq-server chromium chromium-driver
+              python3-venv python3-pip)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

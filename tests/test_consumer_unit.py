@@ -147,7 +147,7 @@ def test_citations_come_from_the_card():
     assert json.loads(g.cite("codemeta"))["name"] == "Aqueous solubility from structure"
     with pytest.raises(UserError) as e:
         g.cite("mla")
-    assert e.value.hint == "one of: text, bibtex, cff, codemeta"
+    assert e.value.hint == "one of: text, bibtex, ris, csl-json, cff, codemeta"
 
 
 def test_importing_gardenbuild_and_loading_stays_light():

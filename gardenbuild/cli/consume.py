@@ -1,4 +1,4 @@
-"""The consumer's commands: pull and info. (run, test and serve take any reference too.)"""
+"""The consumer's commands: pull, info and page. (run, test and serve take any reference too.)"""
 
 from __future__ import annotations
 
@@ -77,6 +77,32 @@ def cmd_info(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+def cmd_page(args: argparse.Namespace, reporter: Reporter) -> int:
+    import time
+
+    from gardenbuild.catalog import Catalog, CatalogError
+    from gardenbuild.page import write
+
+    started = time.monotonic()
+    resolved = _resolver(args, reporter).resolve(args.ref, pull=False)
+    if args.output:
+        out = Path(args.output)
+    elif resolved.root is not None:
+        from gardenbuild.engine.outputs import OUTPUT_DIR
+
+        out = resolved.root / OUTPUT_DIR / "page"
+    else:
+        out = Path(f"{resolved.name}-page")
+    try:
+        usage = Catalog().usage(resolved.name)
+    except CatalogError:
+        usage = []
+    paths = write(resolved, out, usage=usage)
+    emit(args, {"dir": str(out), "files": [str(p) for p in paths], "seconds": round(time.monotonic() - started, 3)},
+         f"wrote {out / 'index.html'} and {len(paths) - 1} citation file(s)")
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     from gardenbuild.cli.build import add_registry_options
 
@@ -88,6 +114,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("ref", help="a DOI, an image, a garden folder or a name from `gardenbuild list`")
     add_registry_options(p)
     add_json(p)
+    p = sub.add_parser("page", help="write a garden's model page: static HTML and its citation files")
+    p.add_argument("ref", help="a garden folder, a DOI, an image or a name")
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="where (default: a folder's .gardenbuild/page, else ./NAME-page)")
+    add_registry_options(p)
+    add_json(p)
 
 
-HANDLERS = {"pull": cmd_pull, "info": cmd_info}
+HANDLERS = {"pull": cmd_pull, "info": cmd_info, "page": cmd_page}

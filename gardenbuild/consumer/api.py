@@ -214,7 +214,7 @@ class Garden:
                 f"<p>{e(', '.join(self.authors))}</p>{doi}<ul>{rows}</ul></div>")
 
     def cite(self, format: str = "text") -> str:
-        """The garden's citation: ``text``, ``bibtex``, ``cff`` (CITATION.cff) or ``codemeta``."""
+        """The garden's citation: ``text``, ``bibtex``, ``ris``, ``csl-json``, ``cff`` (CITATION.cff) or ``codemeta``."""
         from gardenbuild.consumer.cite import cite
 
         return cite(self._resolved, format)
