@@ -437,6 +437,7 @@ def test_a_build_keeps_the_newest_images_of_its_garden_and_drops_the_rest():
     images = [image(f"g{i}", f"localhost/gardens/sol:{i}") for i in range(5)]
     images.append(image("other", "localhost/gardens/other:1"))
     images.append(image("mine", "localhost/gardens/sol:9", "localhost/mine:keep"))  # the user's name too
+    images.append(image("elsewhere", "localhost/gardens/sol:7"))  # built under another catalog
     backend = FakeBackend(images, busy={"g0"})
     reporter = RecordingReporter()
     dropped = trim_garden_images("sol", ["g4", "g3", "g2", "g1", "g0", "mine"], backend, reporter, keep=2)
@@ -445,5 +446,6 @@ def test_a_build_keeps_the_newest_images_of_its_garden_and_drops_the_rest():
     assert {"localhost/gardens/sol:4", "localhost/gardens/sol:3"} <= names  # the newest two
     assert "localhost/gardens/sol:0" in names  # a container uses it: left alone
     assert {"localhost/gardens/other:1", "localhost/mine:keep"} <= names  # another garden; the user's own name
+    assert "localhost/gardens/sol:7" in names  # not this catalog's to trim
     assert reporter.messages("info") == ["removed 3 older image(s) of sol (keeping the newest 2; "
                                          "GARDENBUILD_KEEP_IMAGES changes that)"]

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from gardenbuild.consumer.resolve import Resolved, Resolver
-from gardenbuild.errors import GardenError, UserError
+from gardenbuild.errors import UserError
 
 
 class ArgumentError(UserError, TypeError):
@@ -49,13 +49,8 @@ def hint_of(text: str | None) -> Any:
 
 
 def signature_of(pipeline: Mapping[str, Any]) -> inspect.Signature:
-    kinds = {k.name.lower(): k for k in inspect.Parameter.__members__.values()} if False else {
-        "positional_only": inspect.Parameter.POSITIONAL_ONLY,
-        "positional_or_keyword": inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        "var_positional": inspect.Parameter.VAR_POSITIONAL,
-        "keyword_only": inspect.Parameter.KEYWORD_ONLY,
-        "var_keyword": inspect.Parameter.VAR_KEYWORD,
-    }
+    """The pipeline's `inspect.Signature`, from the card's parameters (annotations as text)."""
+    kinds = {kind.name.lower(): kind for kind in type(inspect.Parameter.POSITIONAL_ONLY)}
     params = []
     for p in pipeline.get("parameters") or []:
         kind = kinds.get(p.get("kind", ""), inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -228,8 +223,4 @@ def load(ref: str, *, pull: bool = True, tls_verify: bool = True, resolver: Reso
     """The garden named by ``ref``: a DOI, an image (by digest, or a tag resolved to one), a
     folder or a name from the local catalog. A garden in a registry is pulled by digest
     first (``pull=False`` describes it from its labels only; it cannot be called locally then)."""
-    try:
-        resolved = (resolver or Resolver(tls_verify=tls_verify)).resolve(ref, pull=pull)
-    except GardenError:
-        raise
-    return Garden(resolved)
+    return Garden((resolver or Resolver(tls_verify=tls_verify)).resolve(ref, pull=pull))

@@ -85,12 +85,14 @@ def keep_images() -> int:
 def trim_garden_images(garden: str, recent: list[str], backend: Backend, reporter: Reporter,
                        keep: int | None = None) -> list[str]:
     """Untag the images of `garden` but the `keep` most recent (`recent`: image ids, newest
-    first); return the names dropped. An image a container still uses is left alone."""
+    first, as this catalog recorded them); return the names dropped. An image a container
+    still uses is left alone, and so is one this catalog never recorded: it belongs to a
+    build under another GARDENBUILD_DATA (a bench, a test, another user of the storage)."""
     keep = keep or keep_images()
-    kept = set(recent[:keep])
+    kept, known = set(recent[:keep]), set(recent)
     dropped = []
     for image in backend.images((f"{GARDEN_IMAGES}{garden}:",)):
-        if image["id"] in kept:
+        if image["id"] in kept or image["id"] not in known:
             continue
         for name in image["names"]:
             if name.startswith(f"{GARDEN_IMAGES}{garden}:"):
