@@ -202,7 +202,7 @@ def test_built_garden_runs_on_globus_compute_engine(built, http, tmp_path, endpo
 def rabbitmq(tmp_path):
     """A real AMQP broker on loopback, where the Globus Compute web service keeps task results
     for the SDK's Executor to read. (RabbitMQ from Debian, started as a private node.)"""
-    from helpers import free_port
+    from helpers import free_ports
 
     server = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
     if not server.is_file():
@@ -211,10 +211,11 @@ def rabbitmq(tmp_path):
     home.mkdir()
     (home / "enabled_plugins").write_text("[].\n")
     (home / "rabbitmq.conf").write_text("")
-    port, epmd = free_port(), free_port()
+    port, epmd, dist = free_ports(3)  # three different ports (one at a time, two could be the same)
     env = {**os.environ, "HOME": str(home), "RABBITMQ_NODENAME": f"gardenbuild-test-{port}@localhost",
            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(port),
-           "RABBITMQ_DIST_PORT": str(free_port()), "ERL_EPMD_PORT": str(epmd),
+           "RABBITMQ_DIST_PORT": str(dist), "ERL_EPMD_PORT": str(epmd),
+           "ERL_CRASH_DUMP": str(home / "erl_crash.dump"),  # a failed start writes it here, not into the checkout
            "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq"), "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
            **{f"RABBITMQ_{k}": str(home / k.lower()) for k in ("MNESIA_BASE", "LOG_BASE", "FEATURE_FLAGS_FILE",
                                                                 "PLUGINS_EXPAND_DIR", "QUORUM_DIR", "STREAM_DIR")}}
