@@ -293,6 +293,15 @@ def _pairs(flag: str, values: Mapping[str, object]) -> list[str]:
     return out
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent of process ``pid`` from /proc (the field after the command name, which may
+    hold spaces and parentheses itself); None once the process is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 # --- the backend ------------------------------------------------------------------------
 
 class Running:
@@ -306,11 +315,10 @@ class Running:
         """Host PIDs of every process below ours (buildah's chroot child, the command, its children)."""
         children: dict[int, list[int]] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(stat.parent.name))
+            pid = int(stat.parent.name)
+            ppid = parent_pid(pid)
+            if ppid is not None:
+                children.setdefault(ppid, []).append(pid)
         out, todo = [], [self.proc.pid]
         while todo:
             for child in children.get(todo.pop(), []):

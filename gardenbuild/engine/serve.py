@@ -172,19 +172,16 @@ def test_server(server: Server, cases: list[dict[str, Any]], timeout: float) -> 
 # -- serving -----------------------------------------------------------------------------------
 
 def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    """The server's listening socket, bound on the host (as the runtime binds its own)."""
+    from gardenbuild.runtime.serve import bound_socket
+
     try:
-        sock.bind((host, port))
+        return bound_socket(host, port)
     except OSError as exc:
-        sock.close()
         taken = [s for s in servers() if s.port == port]
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}",
                         hint=f"{taken[0].garden} is served there (gardenbuild serve --stop {port})" if taken
                         else "choose another with --port") from None
-    sock.listen(1024)
-    return sock
 
 
 def server_argv(*, workers: int, timeout: float | None, max_body: int | None, hide_tracebacks: bool,
@@ -330,12 +327,14 @@ class Serving:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             return argv[:3] == [PYTHON.encode(), b"-m", SERVE_MODULE.encode()]
 
+        from gardenbuild.backends.buildah import parent_pid
+
         for pid in self.running.descendants():
+            parent = parent_pid(pid)
             try:
-                parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                if is_server(pid) and not is_server(parent):  # the workers' parent is the server
+                if parent is not None and is_server(pid) and not is_server(parent):  # the workers' parent is the server
                     return pid
-            except (OSError, ValueError, IndexError):
+            except OSError:  # gone meanwhile
                 continue
         return None
 

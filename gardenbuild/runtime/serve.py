@@ -789,6 +789,20 @@ def watch(listener: socket.socket, garden: Garden) -> int:
     return 0
 
 
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port`` (IPv6 when the host is one); OSError if it cannot.
+    `gardenbuild serve` binds with this on the host too, before handing the socket over."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(1024)
+    return sock
+
+
 def listening_socket(args: argparse.Namespace) -> socket.socket:
     """The socket to serve on: handed over (``--receive-socket``, by `gardenbuild serve`,
     which binds it on the host), or bound here to --host and --port."""
@@ -800,14 +814,10 @@ def listening_socket(args: argparse.Namespace) -> socket.socket:
             raise SystemExit("gardenbuild: no socket was handed over")
         sock = socket.socket(fileno=fds[0])
     else:
-        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((args.host, args.port))
+            sock = bound_socket(args.host, args.port)
         except OSError as e:
             raise SystemExit(f"gardenbuild: cannot listen on {args.host}:{args.port}: {e.strerror}") from None
-        sock.listen(1024)
     sock.setblocking(False)
     return sock
 
