@@ -28,7 +28,7 @@ SPDX = "https://spdx.org/licenses/{}.html"
 
 def build_outputs(resolved: Resolved) -> dict[str, Any]:
     """What a folder's last build wrote that a page shows: test results, locked packages, base."""
-    from gardenbuild.engine.outputs import OUTPUT_DIR
+    from gardenbuild.engine.outputs import OUTPUT_DIR, locked_pins
 
     if resolved.root is None:
         return {}
@@ -38,11 +38,7 @@ def build_outputs(resolved: Resolved) -> dict[str, Any]:
         found["tests"] = json.loads((out / "test-report.json").read_text()).get("cases", [])
     except (OSError, ValueError):
         pass
-    try:
-        found["packages"] = [line.split()[0].split("==", 1) for line in (out / "requirements.lock").read_text().splitlines()
-                             if "==" in line.split(" ", 1)[0]]
-    except OSError:
-        pass
+    found["packages"] = locked_pins(resolved.root)
     found["base_image"] = (resolved.summary or {}).get("base_image")
     return found
 

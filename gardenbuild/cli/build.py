@@ -228,14 +228,11 @@ def target(args: argparse.Namespace, reporter: Reporter) -> Any:
     resolver = Resolver(reporter=reporter, tls_verify=getattr(args, "tls_verify", True),
                         authfile=Path(args.authfile) if getattr(args, "authfile", None) else None)
     resolved = resolver.resolve(ref, pull=True)
-    if resolved.root is not None and ref.kind == "folder":
-        from gardenbuild.engine.outputs import changed_since, require_image
-
-        changed = changed_since(resolved.root, require_image(resolved.root, args.dir))
-        if changed:
-            reporter.warn(f"{', '.join(changed[:3])}{' and more' if len(changed) > 3 else ''} changed since the image "
-                          f"was built: this calls the image of the earlier version (`gardenbuild build {args.dir}` "
-                          "makes the new one)")
+    changed = resolved.changed
+    if changed:
+        reporter.warn(f"{', '.join(changed[:3])}{' and more' if len(changed) > 3 else ''} changed since the image "
+                      f"was built: this calls the image of the earlier version (`gardenbuild build {args.dir}` "
+                      "makes the new one)")
     for note in resolved.notes:
         reporter.info(note)
     return resolved

@@ -48,7 +48,17 @@ class Resolved:
     function_ids: dict[str, str] = field(default_factory=dict)
     root: Path | None = None
     summary: dict[str, Any] | None = None  # the last build.json, for a folder
+    built: dict[str, Any] | None = None  # the last image.json, for a folder
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[str]:
+        """A folder's files edited since its image was built (hashed on asking: load() need not)."""
+        if self.root is None or self.built is None:
+            return []
+        from gardenbuild.engine.outputs import changed_since
+
+        return changed_since(self.root, self.built)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -140,7 +150,7 @@ class Resolver:
                             hint=f"build it again: gardenbuild build {ref.text}")
         card = self.local_card(image_id, ref.text, root=root)
         resolved = Resolved(ref, card, image=image_id, image_ids=sorted(ids), root=root, summary=summary,
-                            digest=(summary or built).get("digest"))
+                            digest=(summary or built).get("digest"), built=built)
         self.add_publication(resolved, image_id)
         return resolved
 
@@ -191,19 +201,14 @@ class Resolver:
         import json
 
         from gardenbuild.card import complete, garden_part
-        from gardenbuild.engine.outputs import OUTPUT_DIR
+        from gardenbuild.engine.outputs import OUTPUT_DIR, locked_pins
         from gardenbuild.manifest.load import load
 
         try:
             metadata = json.loads((root / OUTPUT_DIR / "metadata.json").read_text())
         except (OSError, ValueError):
             return None
-        try:  # "name==version --hash=..." per line
-            pins = [line.split()[0].split("==", 1) for line in (root / OUTPUT_DIR / "requirements.lock").read_text().splitlines()
-                    if "==" in line.split(" ", 1)[0]]
-        except OSError:
-            pins = []
-        return complete(garden_part(load(root)), metadata, [{"name": n, "version": v} for n, v in pins])
+        return complete(garden_part(load(root)), metadata, [{"name": n, "version": v} for n, v in locked_pins(root)])
 
     def add_publication(self, resolved: Resolved, image_id: str) -> None:
         """What publishing this very image recorded: its registry digest, DOI, functions."""

@@ -76,3 +76,14 @@ def changed_since(root: Path, built: dict[str, Any]) -> list[str]:
         if now != digest:
             changed.append(rel)
     return changed
+
+
+def locked_pins(root: Path) -> list[tuple[str, str]]:
+    """(name, version) of each package the last build installed, from its requirements.lock
+    ("name==version --hash=..." per line); empty when there is none."""
+    try:
+        lines = (root / OUTPUT_DIR / "requirements.lock").read_text().splitlines()
+    except OSError:
+        return []
+    pins = [line.split()[0] for line in lines if line.strip() and "==" in line.split()[0]]
+    return [tuple(pin.split("==", 1)) for pin in pins]  # type: ignore[misc]
