@@ -65,6 +65,26 @@ def complete(part: Mapping[str, Any], metadata: Mapping[str, Any], wheels: Itera
     return card
 
 
+#: Every field of the metadata and of its items, as the Gardenfile's model defaults them.
+_META = {"name": "", "version": "", "title": "", "description": "", "license": "", "repository": None,
+         "keywords": [], "authors": [], "papers": [], "datasets": []}
+_ITEMS = {"authors": {"name": "", "orcid": None, "affiliation": None},
+          "papers": {"title": "", "doi": None, "url": None, "authors": [], "citation": None},
+          "datasets": {"title": "", "doi": None, "url": None}}
+
+
+def meta_of(card: Mapping[str, Any]) -> dict[str, Any]:
+    """The card's metadata with every field present, so readers need no guard: a card
+    written by another gardenbuild version (or by hand) may leave some out."""
+    meta = card.get("meta") if isinstance(card.get("meta"), Mapping) else {}
+    out = {**_META, **{k: v for k, v in meta.items() if v is not None}}
+    for key, defaults in _ITEMS.items():
+        items = out[key] if isinstance(out[key], (list, tuple)) else []
+        out[key] = [{**defaults, **{k: v for k, v in item.items() if v is not None}} for item in items
+                    if isinstance(item, Mapping)]
+    return out
+
+
 def label_value(card: Mapping[str, Any]) -> str:
     return json.dumps(card, sort_keys=True, separators=(",", ":"))
 

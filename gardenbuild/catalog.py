@@ -14,6 +14,14 @@ stored only after `gardenbuild.publish` has scrubbed them.
 A *pull* is a garden someone else published, fetched by digest (`gardenbuild pull`): its
 registry reference, local image id, DOI, Globus Compute function ids and garden card.
 
+The *listing* is one row per garden, the one most recently built or pulled, with its
+garden card, and a full-text index (SQLite FTS5) over its title, description, keywords,
+authors, pipeline names and docstrings: what `gardenbuild catalog serve` searches. It is
+derived from the builds and pulls and rewritten in the same transaction as they are.
+
+A *verification* is the outcome of `gardenbuild verify` for one image: whether a rebuild
+from scratch was bit-for-bit identical, and when.
+
 *Usage* counts the local calls of each pipeline (`gardenbuild run`, a served garden, the
 Python API): calls, errors and seconds in the pipeline, per way of calling. Nothing of the
 inputs or outputs is kept. ``GARDENBUILD_NO_USAGE=1`` turns it off.
@@ -35,7 +43,7 @@ from gardenbuild.errors import GardenError
 from gardenbuild.report import NullReporter, Reporter
 
 FILENAME = "catalog.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATES = ("pending", "done", "failed")
 
 _SCHEMA = """
@@ -50,6 +58,7 @@ CREATE TABLE IF NOT EXISTS builds (
     flavor      TEXT,
     pipelines   TEXT NOT NULL DEFAULT '[]',
     root        TEXT,
+    card        TEXT,
     first_built TEXT NOT NULL,
     last_built  TEXT NOT NULL,
     UNIQUE (garden, version, image_id)
@@ -103,6 +112,34 @@ CREATE TABLE IF NOT EXISTS pulls (
     source       TEXT,
     first_pulled TEXT NOT NULL,
     last_pulled  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS listing (
+    id        INTEGER PRIMARY KEY,
+    garden    TEXT NOT NULL UNIQUE,
+    version   TEXT NOT NULL,
+    source    TEXT NOT NULL CHECK (source IN ('build', 'pull')),
+    image_id  TEXT NOT NULL,
+    image_ref TEXT,
+    root      TEXT,
+    flavor    TEXT,
+    license   TEXT,
+    keywords  TEXT NOT NULL DEFAULT '[]',
+    authors   TEXT NOT NULL DEFAULT '[]',
+    card      TEXT NOT NULL,
+    updated   TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS listing_text USING fts5(
+    garden, title, description, keywords, authors, pipelines, docstrings,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TABLE IF NOT EXISTS verifications (
+    garden   TEXT NOT NULL,
+    version  TEXT NOT NULL,
+    image_id TEXT NOT NULL,
+    match    INTEGER NOT NULL,
+    stages   TEXT NOT NULL DEFAULT '[]',
+    checked  TEXT NOT NULL,
+    PRIMARY KEY (garden, version, image_id)
 );
 CREATE TABLE IF NOT EXISTS runs (
     id             INTEGER PRIMARY KEY,
@@ -193,9 +230,14 @@ class Catalog:
                 conn = sqlite3.connect(":memory:")
             try:
                 conn.row_factory = sqlite3.Row
+                # SQLite's lower() folds ASCII only; the listing's filters compare any script's case.
+                conn.create_function("casefold", 1, lambda v: v.casefold() if isinstance(v, str) else v,
+                                     deterministic=True)
                 conn.execute("PRAGMA foreign_keys = ON")
                 conn.executescript(_SCHEMA)  # CREATE ... IF NOT EXISTS: cheap once the tables are there
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    with conn:
+                        _migrate(conn)
                 with conn:
                     yield conn
             finally:
@@ -206,29 +248,42 @@ class Catalog:
 
     # -- builds ---------------------------------------------------------------------------
 
-    def record_build(self, build: Mapping[str, Any], root: Path | str | None = None) -> int:
-        """Remember a build (the ``build.json`` summary); a rebuild of the same image updates it."""
+    def record_build(self, build: Mapping[str, Any], root: Path | str | None = None,
+                     card: Mapping[str, Any] | None = None) -> int:
+        """Remember a build (the ``build.json`` summary, and the garden card its image carries);
+        a rebuild of the same image updates it."""
         stamp = now()
         with self._db() as db:
             db.execute(
                 """INSERT INTO builds (garden, version, image, image_id, env_image, python, flavor, pipelines,
-                                       root, first_built, last_built)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                       root, card, first_built, last_built)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (garden, version, image_id) DO UPDATE SET
                        image = excluded.image, env_image = excluded.env_image, pipelines = excluded.pipelines,
-                       root = COALESCE(excluded.root, builds.root), last_built = excluded.last_built""",
+                       root = COALESCE(excluded.root, builds.root), card = COALESCE(excluded.card, builds.card),
+                       last_built = excluded.last_built""",
                 (build["garden"], build.get("version", ""), build["image"], build["image_id"], build.get("env_image"),
                  build.get("python"), build.get("flavor"), json.dumps(list(build.get("pipelines", []))),
-                 str(root) if root is not None else None, stamp, stamp))
-            row = db.execute("SELECT id FROM builds WHERE garden = ? AND version = ? AND image_id = ?",
-                             (build["garden"], build.get("version", ""), build["image_id"])).fetchone()
+                 str(root) if root is not None else None, _card_text(card), stamp, stamp))
+            row = db.execute("SELECT id, card IS NOT NULL AS carded FROM builds WHERE garden = ? AND version = ? "
+                             "AND image_id = ?", (build["garden"], build.get("version", ""), build["image_id"])).fetchone()
+            if row["carded"]:  # a build without a card cannot be listed, nor change what is
+                _relist(db, build["garden"], ("build", build["image_id"]))
             return int(row["id"])
+
+    def set_build_card(self, build_id: int, card: Mapping[str, Any]) -> None:
+        """Give a build recorded without its card (by an older gardenbuild) the card its image carries."""
+        with self._db() as db:
+            row = db.execute("SELECT garden FROM builds WHERE id = ?", (build_id,)).fetchone()
+            if row:
+                db.execute("UPDATE builds SET card = ? WHERE id = ?", (_card_text(card), build_id))
+                _relist(db, row["garden"])
 
     def builds(self, garden: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT * FROM builds" + (" WHERE garden = ?" if garden else "") + " ORDER BY last_built, id"
         with self._db(write=False) as db:
             rows = db.execute(query, (garden,) if garden else ()).fetchall()
-        return [{**dict(r), "pipelines": json.loads(r["pipelines"])} for r in rows]
+        return [_build(r) for r in rows]
 
     # -- publications ---------------------------------------------------------------------
 
@@ -322,6 +377,7 @@ class Catalog:
                        (image_ref, str(meta.get("name", "")), str(meta.get("version", "")), image_id, doi,
                         json.dumps(dict(card), sort_keys=True), json.dumps(dict(function_ids), sort_keys=True), source,
                         stamp, stamp))
+            _relist(db, str(meta.get("name", "")), ("pull", image_id))
 
     def pulls(self, garden: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT * FROM pulls" + (" WHERE garden = ?" if garden else "") + " ORDER BY last_pulled, image_ref"
@@ -366,6 +422,48 @@ class Catalog:
             })
         return out
 
+    # -- the listing, for `gardenbuild catalog` ------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A read-only view for queries over the listing (see `gardenbuild.search`)."""
+        with self._db(write=False) as db:
+            yield db
+
+    def listed(self, garden: str) -> dict[str, Any] | None:
+        """The listing's row of one garden (its card parsed), or None."""
+        with self._db(write=False) as db:
+            row = db.execute("SELECT * FROM listing WHERE garden = ?", (garden,)).fetchone()
+        return listing_row(row) if row else None
+
+    def unlisted_builds(self) -> list[dict[str, Any]]:
+        """Each garden's latest build when the catalog holds no card for any of its builds or pulls."""
+        with self._db(write=False) as db:
+            rows = db.execute("""SELECT * FROM builds b WHERE card IS NULL
+                                   AND b.garden NOT IN (SELECT garden FROM listing)
+                                   AND b.id = (SELECT id FROM builds WHERE garden = b.garden
+                                               ORDER BY last_built DESC, id DESC LIMIT 1)""").fetchall()
+        return [_build(r) for r in rows]
+
+    # -- verifications ----------------------------------------------------------------------
+
+    def record_verification(self, garden: str, version: str, image_id: str, *, match: bool,
+                            stages: list[Mapping[str, Any]]) -> None:
+        with self._db() as db:
+            db.execute("""INSERT INTO verifications (garden, version, image_id, match, stages, checked)
+                          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (garden, version, image_id) DO UPDATE SET
+                              match = excluded.match, stages = excluded.stages, checked = excluded.checked""",
+                       (garden, version, image_id, int(match), json.dumps(list(stages), sort_keys=True), now()))
+
+    def verification(self, image_ids: list[str]) -> dict[str, Any] | None:
+        """The latest `verify` of any of these images, or None."""
+        if not image_ids:
+            return None
+        with self._db(write=False) as db:
+            row = db.execute(f"SELECT * FROM verifications WHERE image_id IN ({', '.join('?' * len(image_ids))}) "
+                             "ORDER BY checked DESC LIMIT 1", list(image_ids)).fetchone()
+        return {**dict(row), "match": bool(row["match"]), "stages": json.loads(row["stages"])} if row else None
+
     # -- usage ----------------------------------------------------------------------------
 
     def add_usage(self, garden: str, pipeline: str, via: str, *, calls: int, errors: int, seconds: float) -> None:
@@ -388,7 +486,7 @@ class Catalog:
 
     def show(self, garden: str) -> dict[str, Any] | None:
         """Everything the catalog knows about one garden, or None."""
-        builds = self.builds(garden)
+        builds = [{k: v for k, v in b.items() if k != "card"} for b in self.builds(garden)]
         pubs = self.publications(garden)
         usage = self.usage(garden)
         pulls = [{k: v for k, v in p.items() if k != "card"} for p in self.pulls(garden)]
@@ -398,15 +496,72 @@ class Catalog:
                 "publications": [{**p.as_json(), "runs": self.runs(p)} for p in pubs], "usage": usage}
 
 
+def _card_text(card: Mapping[str, Any] | None) -> str | None:
+    return json.dumps(dict(card), sort_keys=True) if card else None
+
+
+def _build(row: sqlite3.Row) -> dict[str, Any]:
+    return {**dict(row), "pipelines": json.loads(row["pipelines"]), "card": json.loads(row["card"]) if row["card"] else None}
+
+
+def listing_row(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    for key in ("keywords", "authors", "card"):
+        data[key] = json.loads(data[key])
+    return data
+
+
+def _relist(db: sqlite3.Connection, garden: str, just: tuple[str, str] = ("", "")) -> None:
+    """Rewrite the listing of ``garden`` from its builds and pulls: the newest one with a card;
+    within the same second, ``just`` (the source and image id just recorded)."""
+    newest = db.execute(
+        """SELECT * FROM (SELECT 'build' AS source, image_id, NULL AS image_ref, root, card, last_built AS at
+                            FROM builds WHERE garden = ? AND card IS NOT NULL
+                          UNION ALL
+                          SELECT 'pull', image_id, image_ref, NULL, card, last_pulled FROM pulls WHERE garden = ?)
+           ORDER BY at DESC, (source = ? AND image_id = ?) DESC LIMIT 1""", (garden, garden, *just)).fetchone()
+    old = db.execute("SELECT id FROM listing WHERE garden = ?", (garden,)).fetchone()
+    if old:
+        db.execute("DELETE FROM listing_text WHERE rowid = ?", (old["id"],))
+        db.execute("DELETE FROM listing WHERE id = ?", (old["id"],))
+    if newest is None:
+        return
+    card = json.loads(newest["card"])
+    meta = card.get("meta") or {}
+    keywords = [str(k) for k in meta.get("keywords") or []]
+    authors = [str(a.get("name", "")) for a in meta.get("authors") or [] if isinstance(a, Mapping)]
+    pipelines = [p for p in card.get("pipelines") or [] if isinstance(p, Mapping)]
+    cur = db.execute("""INSERT INTO listing (garden, version, source, image_id, image_ref, root, flavor, license,
+                                             keywords, authors, card, updated)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                     (garden, str(meta.get("version", "")), newest["source"], newest["image_id"], newest["image_ref"],
+                      newest["root"], card.get("flavor"), meta.get("license"), json.dumps(keywords),
+                      json.dumps(authors), newest["card"], newest["at"]))
+    db.execute("""INSERT INTO listing_text (rowid, garden, title, description, keywords, authors, pipelines, docstrings)
+                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+               (cur.lastrowid, garden, str(meta.get("title", "")), str(meta.get("description", "")), " ".join(keywords),
+                " ".join(authors), " ".join(str(p.get("name", "")) for p in pipelines),
+                "\n".join(str(p.get("docstring") or p.get("description") or "") for p in pipelines)))
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a catalog written by an older gardenbuild up to `SCHEMA_VERSION`."""
+    if "card" not in {r["name"] for r in db.execute("PRAGMA table_info(builds)")}:
+        db.execute("ALTER TABLE builds ADD COLUMN card TEXT")  # v1 -> v2: cards, for the listing
+    for row in db.execute("SELECT DISTINCT garden FROM builds UNION SELECT DISTINCT garden FROM pulls").fetchall():
+        _relist(db, row["garden"])
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 def record_build(build_json: Mapping[str, Any], *, root: Path | str | None = None, catalog: Catalog | None = None,
-                 reporter: Reporter | None = None) -> bool:
+                 card: Mapping[str, Any] | None = None, reporter: Reporter | None = None) -> bool:
     """Record a finished build in the catalog; for the builder to call after ``build.json`` is written.
 
     A catalog that cannot be written must not fail a build that succeeded: that is
     reported as a warning and False is returned.
     """
     try:
-        (catalog or Catalog()).record_build(build_json, root=root)
+        (catalog or Catalog()).record_build(build_json, root=root, card=card)
         return True
     except (CatalogError, KeyError) as exc:
         what = exc.message if isinstance(exc, CatalogError) else f"build summary lacks {exc}"

@@ -69,8 +69,10 @@ def _snippet_texts(resolved: Resolved, pipeline: Mapping[str, Any]) -> dict[str,
     return out
 
 
-def context(resolved: Resolved, *, outputs: Mapping[str, Any], usage: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Everything the template shows, as plain data."""
+def context(resolved: Resolved, *, outputs: Mapping[str, Any], usage: list[Mapping[str, Any]],
+            verification: Mapping[str, Any] | None = None, back: str | None = None) -> dict[str, Any]:
+    """Everything the template shows, as plain data. ``verification`` is the catalog's record of
+    `gardenbuild verify` for this image; ``back`` a link to the catalog the page is part of."""
     meta, card = resolved.meta, resolved.card
     results = {(c.get("pipeline"), c.get("index")): c for c in outputs.get("tests", [])}
     pipelines = []
@@ -83,7 +85,7 @@ def context(resolved: Resolved, *, outputs: Mapping[str, Any], usage: list[Mappi
                           "actual": json.dumps(ran["actual"]) if ran else None,
                           "passed": ran["passed"] if ran else None})
         calls = [u for u in usage if u["pipeline"] == p["name"]]
-        pipelines.append({**p, "tests": tests, "snippets": _snippets(resolved, p),
+        pipelines.append({"signature": "(...)", "docstring": "", "description": "", **p, "tests": tests, "snippets": _snippets(resolved, p),
                           "usage": [{"via": u["via"], "calls": u["calls"], "errors": u["errors"],
                                      "mean_ms": u["seconds"] / u["calls"] * 1e3 if u["calls"] else None}
                                     for u in calls]})
@@ -95,6 +97,7 @@ def context(resolved: Resolved, *, outputs: Mapping[str, Any], usage: list[Mappi
         "image_ref": resolved.image_ref, "digest": resolved.digest, "python": card.get("python"),
         "flavor": card.get("flavor"), "accelerator": card.get("accelerator"), "base_image": outputs.get("base_image"),
         "packages": [{"name": n, "version": v} for n, v in packages], "functions": resolved.function_ids,
+        "verification": verification, "back": back,
     }
 
 
@@ -105,7 +108,7 @@ def _license_ids(expression: str) -> list[str]:
 
 
 @lru_cache(maxsize=1)
-def _environment() -> Any:
+def environment() -> Any:
     import jinja2
 
     from gardenbuild.resources import data_dir
@@ -115,20 +118,27 @@ def _environment() -> Any:
 
 
 def render(ctx: Mapping[str, Any]) -> str:
-    return _environment().get_template(TEMPLATE).render(**ctx)
+    return environment().get_template(TEMPLATE).render(**ctx)
 
 
-def write(resolved: Resolved, out_dir: Path, *, usage: list[Mapping[str, Any]] | None = None) -> list[Path]:
-    """Write ``index.html`` and the citation files into ``out_dir``; return the paths."""
+def files(resolved: Resolved, *, usage: list[Mapping[str, Any]] | None = None,
+          verification: Mapping[str, Any] | None = None, back: str | None = None) -> dict[str, str]:
+    """The page and its citation files, by file name."""
+    ctx = context(resolved, outputs=build_outputs(resolved), usage=usage or [], verification=verification, back=back)
+    out = {"index.html": render(ctx)}
+    out.update({name: cite(resolved, kind) + ("" if kind == "ris" else "\n") for kind, name in DOWNLOADS.items()})
+    return out
+
+
+def write(resolved: Resolved, out_dir: Path, **known: Any) -> list[Path]:
+    """Write ``index.html`` and the citation files into ``out_dir``; return the paths.
+    ``known`` is what the catalog adds (see `files`)."""
     from gardenbuild.engine.store import atomic_write
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {"index.html": render(context(resolved, outputs=build_outputs(resolved), usage=usage or []))}
-    files.update({name: cite(resolved, kind) + ("" if kind in ("ris",) else "\n") for kind, name in DOWNLOADS.items()})
     paths = []
-    for name, body in files.items():
+    for name, body in files(resolved, **known).items():
         path = out_dir / name
         atomic_write(path, body.encode())
         paths.append(path)
     return paths
-

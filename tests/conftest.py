@@ -113,3 +113,25 @@ def reg(tmp_path_factory):
     r = Registry(tmp_path_factory.mktemp("registry")).start()
     yield r
     r.stop()
+
+
+CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A real headless Chromium (Debian's chromium and chromium-driver), driven by selenium."""
+    if not (CHROMIUM.is_file() and DRIVER.is_file()):
+        pytest.fail("chromium and chromium-driver are not installed; run scripts/setup.sh")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(DRIVER)), options=options)
+    yield driver
+    driver.quit()

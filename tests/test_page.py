@@ -22,6 +22,7 @@ from gardenbuild.manifest.load import load
 from gardenbuild.page import DOWNLOADS, context, render, write
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "solubility"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DOI = "10.5072/garden.solubility-1.0.0.abcd1234"
 FUNCTION = "4b116d3c-1703-4f8f-9f6f-39921e5864df"
 IMAGE = "127.0.0.1:5000/gardens/solubility@sha256:" + "ab" * 32
@@ -82,12 +83,15 @@ def test_hostile_metadata_is_escaped_and_intact(tmp_path):
 
 def test_the_citation_files_parse(tmp_path):
     import bibtexparser
+    import jsonschema
 
     write(resolved(), tmp_path)
     library = bibtexparser.parse_string((tmp_path / "citation.bib").read_text())
     [entry] = library.entries
     assert entry.entry_type == "software" and entry["doi"] == DOI and entry["author"] == "Carberry, Josiah"
-    [item] = json.loads((tmp_path / "citation.json").read_text())
+    csl = json.loads((tmp_path / "citation.json").read_text())
+    jsonschema.validate(csl, json.loads((FIXTURES / "schemas" / "csl-data.json").read_text()))
+    [item] = csl
     assert item["type"] == "software" and item["DOI"] == DOI and item["author"] == [{"family": "Carberry", "given": "Josiah"}]
     ris = (tmp_path / "citation.ris").read_text().splitlines()
     assert ris[0] == "TY  - COMP" and f"DO  - {DOI}" in ris and ris[-1] == "ER  - "
@@ -95,27 +99,6 @@ def test_the_citation_files_parse(tmp_path):
 
 
 # ---- in a real browser ------------------------------------------------------------------
-
-CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM.is_file() and DRIVER.is_file()):
-        pytest.fail("chromium and chromium-driver are not installed; run scripts/setup.sh")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(DRIVER)), options=options)
-    yield driver
-    driver.quit()
-
 
 @pytest.fixture
 def site(tmp_path):

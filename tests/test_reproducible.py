@@ -338,6 +338,16 @@ def test_verify_of_the_example_finds_both_images_identical(example, env):
     assert garden_stage["original"] == garden_stage["rebuilt"] == first["session_image_id"]
     assert api_stage["original"] == api_stage["rebuilt"] == first["image_id"]
     assert api_stage["digest"] == first["digest"]
+    # The outcome is kept, and the model page says so; the build put its card in the catalog's listing.
+    from gardenbuild.catalog import Catalog
+
+    catalog = Catalog()
+    assert catalog.verification([first["image_id"]])["match"] is True
+    assert [p["name"] for p in catalog.listed("solubility")["card"]["pipelines"]] == ["predict_solubility"]
+    code, out, err = cli("page", str(garden), "-o", str(garden.parent / "page"))
+    assert code == 0, err
+    assert "Bit-identical rebuild confirmed</span> by <code>gardenbuild verify</code> on" in \
+        (garden.parent / "page" / "index.html").read_text()
 
 
 @integration
@@ -365,6 +375,11 @@ def test_verify_names_the_layer_and_file_of_a_notebook_that_keeps_a_clock_readin
     # the notebook's functions were listed after it too; why is not understood yet.
     assert named[0] == ("STARTED", "float") and all(kind == "function" for _, kind in named[1:]), named
     assert garden_stage["rebuilt"] not in storage_ids(), "verify left the differing rebuild behind"
+    from gardenbuild.catalog import Catalog
+
+    built = json.loads((garden / ".gardenbuild" / "build.json").read_text())
+    recorded = Catalog().verification([built["image_id"]])
+    assert recorded["match"] is False and [s["stage"] for s in recorded["stages"] if not s["match"]] == ["garden"]
 
 
 @integration

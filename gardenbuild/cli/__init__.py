@@ -12,11 +12,11 @@ import signal
 import sys
 
 from gardenbuild import __version__
-from gardenbuild.cli import build, consume, login, publish, serve
+from gardenbuild.cli import build, catalog, consume, login, publish, serve
 from gardenbuild.errors import GardenError
 from gardenbuild.report import ConsoleReporter
 
-GROUPS = (build, serve, consume, publish, login)
+GROUPS = (build, serve, consume, catalog, publish, login)
 
 
 def parser() -> argparse.ArgumentParser:

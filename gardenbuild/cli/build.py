@@ -172,7 +172,9 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
         prepared = prepare_garden(args, reporter, containers)
         result = Builder(prepared.plan, store=StepStore(), backend=containers, reporter=reporter,
                          secrets=secrets_of(prepared.garden)).run()
-        record_build(last_build(prepared.garden.root) or {}, root=prepared.garden.root, reporter=reporter)
+        summary = last_build(prepared.garden.root) or {}
+        record_build(summary, root=prepared.garden.root, card=_card(containers, summary.get("image_id")),
+                     reporter=reporter)
         _trim_images(prepared.garden.name, containers, reporter)
         data = result.as_json()
         # A build that (re)wrote Gardenfile.lock changed its own input: fingerprint again.
@@ -184,6 +186,23 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     emit(args, data, f"built {data['image']} in {data['seconds']} s ({built} step(s) ran, "
                      f"{len(data['steps']) - built} cached); outputs in {data['output_dir']}")
     return 0
+
+
+def _card(containers: Any, image_id: str | None) -> dict[str, Any] | None:
+    """The garden card the built image carries (None for a build that stopped at its tests)."""
+    from gardenbuild.card import from_labels
+
+    if not image_id:
+        return None
+    labels = containers.stored_labels(image_id)
+    if labels is None:
+        from gardenbuild.publish.registry import image_labels
+
+        try:
+            labels = image_labels(containers, image_id)
+        except GardenError:
+            return None
+    return from_labels(labels)
 
 
 def _trim_images(garden: str, containers: Any, reporter: Reporter) -> None:
@@ -347,6 +366,7 @@ def cmd_verify(args: argparse.Namespace, reporter: Reporter) -> int:
     checks = verify(prepared.plan, store=StepStore(), backend=containers, reporter=reporter,
                     secrets=secrets_of(prepared.garden))
     ok = all(c.match for c in checks)
+    _record_verification(prepared.garden, ok, [c.as_json() for c in checks], reporter)
     emit(args, {"match": ok, "stages": [c.as_json() for c in checks]},
          summary(checks) + ("\nverified: a rebuild from scratch is bit-for-bit identical" if ok else ""))
     if not ok:
@@ -358,6 +378,20 @@ def cmd_verify(args: argparse.Namespace, reporter: Reporter) -> int:
                 "the environment image should always reproduce: please report this with the files listed above")
         raise BuildError(f"the rebuild of the {stage} image differs from the original (see above)", hint=hint)
     return 0
+
+
+def _record_verification(garden: Any, match: bool, stages: list[dict[str, Any]], reporter: Reporter) -> None:
+    """Keep the outcome of `verify` in the catalog, for the model page; never fails the verify."""
+    from gardenbuild.catalog import Catalog, CatalogError
+    from gardenbuild.engine.outputs import last_build
+
+    image_id = (last_build(garden.root) or {}).get("image_id")
+    if not image_id:
+        return
+    try:
+        Catalog().record_verification(garden.name, garden.meta.version, image_id, match=match, stages=stages)
+    except CatalogError as exc:
+        reporter.warn(f"verification not recorded in the catalog: {exc.message}")
 
 
 @command("cache")

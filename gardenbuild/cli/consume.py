@@ -94,10 +94,11 @@ def cmd_page(args: argparse.Namespace, reporter: Reporter) -> int:
     else:
         out = Path(f"{resolved.name}-page")
     try:
-        usage = Catalog().usage(resolved.name)
+        catalog = Catalog()
+        usage, verification = catalog.usage(resolved.name), catalog.verification(resolved.image_ids)
     except CatalogError:
-        usage = []
-    paths = write(resolved, out, usage=usage)
+        usage, verification = [], None
+    paths = write(resolved, out, usage=usage, verification=verification)
     emit(args, {"dir": str(out), "files": [str(p) for p in paths], "seconds": round(time.monotonic() - started, 3)},
          f"wrote {out / 'index.html'} and {len(paths) - 1} citation file(s)")
     return 0

@@ -62,7 +62,9 @@ class Resolved:
 
     @property
     def meta(self) -> dict[str, Any]:
-        return self.card.get("meta") or {}
+        from gardenbuild.card import meta_of
+
+        return meta_of(self.card)
 
     @property
     def name(self) -> str:
