@@ -27,6 +27,19 @@ def add_parsers(sub: Any) -> None:
                     "--registry/--globus/--doi, from the [publish] table of Gardenfile.toml. A failed run "
                     "keeps what it finished, and running the same command again resumes.")
     add_dir(p)
+    add_publish_options(p)
+    add_json(p)
+
+    p = sub.add_parser("list", help="list the gardens built and published on this machine")
+    add_json(p)
+
+    p = sub.add_parser("show", help="show the builds and publications of one garden")
+    p.add_argument("name", help="the garden's name")
+    add_json(p)
+
+
+def add_publish_options(p: argparse.ArgumentParser) -> None:
+    """The targets and their options, shared by `publish` and `notebook publish`."""
     p.add_argument("--registry", metavar="HOST/NAMESPACE",
                    help="push the image to HOST/NAMESPACE/<garden>:<version> (log in first: buildah login HOST)")
     p.add_argument("--globus", action="store_true", help="register one Globus Compute function per pipeline")
@@ -42,14 +55,6 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--url", help="the DOI's landing page (default: the garden's repository)")
     p.add_argument("--dry-run", action="store_true", help="send nothing, change nothing; print every request that would be sent "
                         "(exit code 2 if the real run would stop on a problem)")
-    add_json(p)
-
-    p = sub.add_parser("list", help="list the gardens built and published on this machine")
-    add_json(p)
-
-    p = sub.add_parser("show", help="show the builds and publications of one garden")
-    p.add_argument("name", help="the garden's name")
-    add_json(p)
 
 
 def _targets(args: argparse.Namespace, table: Any) -> tuple[str | None, bool, bool, bool]:

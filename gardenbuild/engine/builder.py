@@ -521,14 +521,36 @@ class Builder:
         return {**record, "key": step.key}
 
     def run(self) -> BuildResult:
+        result = BuildResult(self.garden.name, self.plan.image, "", self.plan.env_image, self.out)
+        result.steps = self._run_steps()
+        final, executed = self.records["build-api"], self.records["execute-notebook"]
+        result.image_id, result.digest = final["image_id"], final["digest"]
+        result.session_image_id = executed["image_id"]
+        result.session_bytes = executed.get("session_bytes")
+        result.tests = self.records["test"].get("cases", [])
+        return result
+
+    def environment(self) -> Record:
+        """Run the steps up to the environment image (resolve, fetch, render, build-env) and
+        return its record: what `gardenbuild notebook` starts Jupyter in."""
+        self._run_steps(until="build-env")
+        return self.records["build-env"]
+
+    def _run_steps(self, until: str | None = None) -> list[StepResult]:
         from gardenbuild.engine.cache import sweep
 
         self.out.mkdir(parents=True, exist_ok=True)
         memory = self.store.remembered(self.garden.name, self.garden.root)
+        ran: list[StepResult] = []
         with self.store.lock(f"garden-{self.garden.name}", reporter=self.reporter):
             sweep(self.store, self.backend, self.reporter)
-            result = BuildResult(self.garden.name, self.plan.image, "", self.plan.env_image, self.out)
-            for step in self.plan.steps():
+            steps = list(self.plan.steps())
+            if until is not None:  # the step and what it needs, no more
+                import networkx as nx
+
+                wanted = {until} | nx.ancestors(self.plan.graph, until)
+                steps = [s for s in steps if s.id in wanted]
+            for step in steps:
                 started = time.monotonic()
                 record = cached_record(self.store, step, self.backend)
                 cached = record is not None
@@ -541,14 +563,10 @@ class Builder:
                 if memory.get(step.id, {}).get("key") != step.key:
                     memory[step.id] = snapshot(step)
                     self.store.remember(self.garden.name, self.garden.root, memory)
-                result.steps.append(StepResult(step.id, step.kind, step.key, cached, round(time.monotonic() - started, 3)))
-            self._remove_stale_files()
-        final, executed = self.records["build-api"], self.records["execute-notebook"]
-        result.image_id, result.digest = final["image_id"], final["digest"]
-        result.session_image_id = executed["image_id"]
-        result.session_bytes = executed.get("session_bytes")
-        result.tests = self.records["test"].get("cases", [])
-        return result
+                ran.append(StepResult(step.id, step.kind, step.key, cached, round(time.monotonic() - started, 3)))
+            if until is None:
+                self._remove_stale_files()
+        return ran
 
     def _write_files(self, files: Mapping[str, str]) -> None:
         """Files of a step that users read live in the output folder, rewritten from the record."""
