@@ -199,6 +199,12 @@ def test_jupyterlab_runs_in_the_environment_image_and_pip_lands_in_the_gardenfil
         assert kernel.run("import sklearn, sys; print(sklearn.__version__, sys.executable)") == (
             "ok", f"{pins['scikit-learn']} /opt/garden/venv/bin/python\n")
         assert kernel.run("import os; print(os.getcwd(), sorted(os.listdir('.')))")[1].startswith("/garden [")
+        for n, cell in enumerate(json.loads((garden / "notebook.ipynb").read_text())["cells"]):
+            if cell["cell_type"] == "code":  # the starter runs as it is, `from gardenbuild import` and all
+                status, printed = kernel.run("".join(cell["source"]))
+                assert status == "ok", f"cell {n}: {printed}"
+        assert kernel.run("print(all(abs(a - b) < 1e-6 for a, b in zip(predict([4.0, 5.0]), [9.0, 11.0])))") == (
+            "ok", "True\n")
         status, printed = kernel.run("%pip install -q toolz")
         assert status == "ok" and "added toolz to Gardenfile.toml" in printed, printed
         assert kernel.run("import toolz; print(toolz.__name__)") == ("ok", "toolz\n")  # usable at once
@@ -236,3 +242,115 @@ def test_notebook_publish_builds_tests_pushes_and_writes_the_page(reg, base_imag
     page = Path(data["page"])
     assert page.is_file() and data["image_ref"] in page.read_text()
     assert "built " in err and "published to-publish 0.1.0" in err
+
+
+# ---- garden-ai notebooks ------------------------------------------------------------------------
+
+#: A notebook in the shape of garden-ai's templates (its 2.x SDK): metadata, an entrypoint, its test.
+GARDEN_AI_CELLS = [
+    "import numpy as np\nfrom garden_ai import EntrypointMetadata, Paper, entrypoint, entrypoint_test\n",
+    'my_entrypoint_meta = EntrypointMetadata(\n'
+    '    title="Flower classifier",\n'
+    '    description="Tells two kinds of flower apart from four measurements, with a fixed rule.",\n'
+    '    authors=["Carberry, Josiah"],\n'
+    '    tags=["botany", "classification"],\n'
+    '    papers=[Paper(title="The use of multiple measurements in taxonomic problems",\n'
+    '                  authors=["Fisher, R. A."], doi="10.1111/j.1469-1809.1936.tb02137.x")],\n'
+    '    short_name="classify_flowers",\n'
+    ')\n',
+    '@entrypoint(metadata=my_entrypoint_meta)\n'
+    'def classify_flowers(measurements: list[list[float]]) -> list[int]:\n'
+    '    """Class 1 when the petal is longer than 2.5 cm, else 0."""\n'
+    '    x = np.asarray(measurements, dtype=float)\n'
+    '    return (x[:, 2] > 2.5).astype(int).tolist()\n',
+    '@entrypoint_test(classify_flowers)\n'
+    'def test_classify_flowers():\n'
+    '    result = classify_flowers([[5.1, 3.5, 1.4, 0.2], [6.3, 2.8, 5.1, 1.5]])\n'
+    '    assert result == [0, 1], result\n'
+    '    return result\n',
+    "test_classify_flowers()  # garden-ai skips this while the session is saved\n",
+]
+
+
+def garden_ai_notebook(folder: Path) -> Path:
+    from gardenbuild.manifest.scaffold import notebook_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "flowers.ipynb").write_text(notebook_json("# Flowers (a garden-ai notebook)", GARDEN_AI_CELLS))
+    return folder
+
+
+def test_a_garden_ai_notebook_is_read_and_init_takes_its_metadata(tmp_path):
+    folder = garden_ai_notebook(tmp_path / "flowers")
+    facts = analyse(folder / "flowers.ipynb")
+    assert facts.pipelines == {"classify_flowers"} and not facts.problems
+    [(function, fields)] = facts.entrypoints
+    assert function == "classify_flowers" and fields["title"] == "Flower classifier"
+    assert fields["papers"][0]["doi"] == "10.1111/j.1469-1809.1936.tb02137.x"
+    code, out, err = cli("init", str(folder), "--notebook", "flowers.ipynb", "--flavor", "sklearn")
+    assert code == 0, err
+    garden = load(folder)
+    assert (garden.meta.title, [a.name for a in garden.meta.authors]) == ("Flower classifier", ["Carberry, Josiah"])
+    assert garden.meta.keywords == ("botany", "classification") and garden.meta.papers[0].authors == ("Fisher, R. A.",)
+    assert [p.name for p in garden.pipelines] == ["classify_flowers"] and not garden.warnings
+    code, out, err = cli("check", str(folder))
+    assert code == 0, err  # garden_ai is provided: the imports check does not ask for it
+    gardenfile = folder / "Gardenfile.toml"
+    gardenfile.write_text(gardenfile.read_text().replace('title = "Flower classifier"', 'title = "Flowers"'))
+    [warning] = load(folder).warnings
+    assert "[garden] title 'Flowers' differs from the notebook's EntrypointMetadata (of @entrypoint " \
+           "classify_flowers): 'Flower classifier'; the Gardenfile's is used" in warning
+
+
+def test_the_stand_in_marks_entrypoints_and_skips_tests_while_the_session_is_made(monkeypatch):
+    from gardenbuild.runtime import garden_ai, pipeline_info
+
+    meta = garden_ai.EntrypointMetadata(title="T", authors=["A"], short_name="go")
+
+    @garden_ai.entrypoint(metadata=meta)
+    def run(x):
+        return x + 1
+
+    @garden_ai.entrypoint_test(run)
+    def test_run():
+        return run(1)
+
+    assert pipeline_info(run) == {"name": "go", "description": "", "garden_ai": True}
+    assert meta._test_functions == ["test_run"] and getattr(test_run, garden_ai.TEST_MARKER) == "run"
+    monkeypatch.setenv("GARDEN_SKIP_TESTS", "True")
+    assert test_run() is None
+    monkeypatch.delenv("GARDEN_SKIP_TESTS")
+    assert test_run() == 2
+    with pytest.raises(ValueError):
+        garden_ai.entrypoint_test(lambda: None)
+
+
+@integration
+def test_a_garden_ai_notebook_builds_tests_and_runs_unchanged(base_image, build_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("GARDENBUILD_CACHE", str(build_cache))
+    folder = garden_ai_notebook(tmp_path / "flowers")
+    before = (folder / "flowers.ipynb").read_bytes()
+    code, out, err = cli("init", str(folder), "--notebook", "flowers.ipynb", "--flavor", "sklearn")
+    assert code == 0, err
+    code, out, err = cli("build", str(folder), "--base-image", base_image, "--json")
+    assert code == 0, err
+    [case] = json.loads(out)["tests"]  # the notebook's @entrypoint_test, run in the image
+    assert (case["kind"], case["function"], case["passed"], case["actual"]) == (
+        "entrypoint_test", "test_classify_flowers", True, [0, 1])
+    assert "pass test_classify_flowers() (garden-ai test of classify_flowers) returned [0, 1]" in err
+    code, out, err = cli("run", str(folder), "classify_flowers", "--input",
+                         '{"measurements": [[7.0, 3.2, 4.7, 1.4]]}')
+    assert (code, out) == (0, "[1]\n"), err
+    assert (folder / "flowers.ipynb").read_bytes() == before  # built unchanged
+
+
+def test_what_the_gardenfile_leaves_out_comes_from_the_entrypoint_metadata(tmp_path):
+    folder = garden_ai_notebook(tmp_path / "flowers")
+    (folder / "Gardenfile.toml").write_text(
+        'notebook = "flowers.ipynb"\n[garden]\nname = "flowers"\ntitle = "Flower classifier"\nlicense = "MIT"\n'
+        '[[garden.authors]]\nname = "Carberry, Josiah"\n[environment]\npython = "3.11"\nflavor = "sklearn"\n'
+        '[[pipeline]]\nname = "classify_flowers"\n')
+    meta = load(folder).meta
+    assert meta.description.startswith("Tells two kinds of flower apart")
+    assert meta.keywords == ("botany", "classification")
+    assert [p.doi for p in meta.papers] == ["10.1111/j.1469-1809.1936.tb02137.x"]

@@ -406,16 +406,27 @@ def _unexecuted(notebook: str) -> str:
         indent=1) + "\n"
 
 
+def entrypoint_tests(metadata_json: str) -> list[dict[str, Any]]:
+    """The test cases of a garden-ai notebook's ``@entrypoint_test`` functions, as the
+    notebook's run found them: each is called with no arguments and passes if it returns."""
+    found = json.loads(metadata_json).get("entrypoint_tests") or []
+    return [{"pipeline": t["entrypoint"], "index": t["function"], "kind": "entrypoint_test", "function": t["function"],
+             "expected": None} for t in found]
+
+
 def test_step(step: Step, ctx: Context) -> Record:
-    if not step.params["cases"]:
+    given = step.params["cases"] + entrypoint_tests(ctx.parents["execute-notebook"]["files"]["metadata.json"])
+    if not given:
         report = {"cases": []}
         return {"cases": [], "files": {"test-report.json": json.dumps(report, indent=2) + "\n"}}
     limits = Limits(seconds=step.params["limits"]["seconds"], memory=step.params["limits"]["memory"])
-    cases = run_tests(ctx.backend, ctx.parents["execute-notebook"]["image"], step.params["cases"], limits)
+    cases = run_tests(ctx.backend, ctx.parents["execute-notebook"]["image"], given, limits)
     for case in cases:
         mark = "pass" if case["passed"] else "FAIL"
-        ctx.reporter.info(f"   {mark} {case['pipeline']}[{case['index']}]: expected {case['expected']}, got {case['actual']}"
-                          + (f" ({case['message']})" if case.get("message") and not case["passed"] else ""))
+        what = (f"{case['function']}() (garden-ai test of {case['pipeline']}) returned {case['actual']}"
+                if case.get("kind") == "entrypoint_test" else
+                f"{case['pipeline']}[{case['index']}]: expected {case['expected']}, got {case['actual']}")
+        ctx.reporter.info(f"   {mark} {what}" + (f" ({case['message']})" if case.get("message") and not case["passed"] else ""))
     report = json.dumps({"cases": cases}, indent=2, sort_keys=True) + "\n"
     failed = [c for c in cases if not c["passed"]]
     if failed:

@@ -5,6 +5,9 @@ Layout of ``<cache>/jupyter/<key>/`` (mounted at `MOUNT` in the container):
     site/                         uv pip install --target: jupyterlab, ipykernel, tomlkit...
     own/share/jupyter/kernels/python3/kernel.json   the garden's kernel (see `kernel_spec`)
     own/python/gardenbuild_pip.py  the kernel's %pip (gardenbuild.jupyter.kernel_pip), loaded by it
+
+The kernel also finds gardenbuild's runtime (``from gardenbuild import garden_pipeline``,
+and garden-ai's names) in the host's package, mounted at `HOST_PACKAGE` by the session.
     complete                      written last: a prefix without it is not used
 
 The key covers the Python version, the requirements and this module's layout, so a
@@ -27,7 +30,9 @@ from gardenbuild.report import Reporter
 MOUNT = "/opt/gardenbuild-jupyter"
 REQUIREMENTS = ("jupyterlab>=4.2,<5", "ipykernel>=6.29", "tomlkit>=0.12")
 PLATFORM = "x86_64-manylinux_2_28"
-LAYOUT = 1
+LAYOUT = 2
+#: Where the host's gardenbuild package is mounted, so the notebook's `from gardenbuild import ...` works.
+HOST_PACKAGE = "/opt/gardenbuild-host"
 PYTHON_IN_IMAGE = "/opt/garden/venv/bin/python"
 
 
@@ -45,6 +50,7 @@ def kernel_spec() -> dict:
     """The kernel runs the garden's Python with the garden's packages first on sys.path and
     Jupyter's after them: the notebook sees exactly what the image will hold."""
     boot = (f"import sys; sys.path.append({MOUNT + '/site'!r}); sys.path.append({MOUNT + '/own/python'!r}); "
+            f"sys.path.append({HOST_PACKAGE!r}); from gardenbuild.runtime import garden_ai; garden_ai.install(); "
             "from ipykernel import kernelapp; kernelapp.launch_new_instance()")
     return {"argv": [PYTHON_IN_IMAGE, "-c", boot, "-f", "{connection_file}", "--ext=gardenbuild_pip"],
             "display_name": "Python 3 (garden)", "language": "python",

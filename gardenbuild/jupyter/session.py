@@ -109,7 +109,11 @@ def start(root: Path, env_image: str, prefix: Path, *, backend: Any, reporter: R
             raise UserError(f"port {port} on 127.0.0.1 is taken", hint="pick another with --port (0: any free one)")
     uv = Path(find_uv())
     certificates = host_certificates()
-    volumes = [(prefix, MOUNT, "ro"), (uv.parent, UV_MOUNT, "ro"), (root, GARDEN, "rw")]
+    from gardenbuild.jupyter.prefix import HOST_PACKAGE
+    from gardenbuild.resources import runtime_dir
+
+    volumes = [(prefix, MOUNT, "ro"), (uv.parent, UV_MOUNT, "ro"), (root, GARDEN, "rw"),
+               (runtime_dir().parent, f"{HOST_PACKAGE}/gardenbuild", "ro")]
     if certificates is not None:
         volumes.append((certificates.parent, CERTS_MOUNT, "ro"))
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -532,7 +532,7 @@ def resolve(spec: Gardenfile, text: str, path: Path) -> Garden:
     return Garden(
         root=root,
         gardenfile=path,
-        meta=spec.garden,
+        meta=_with_entrypoint_metadata(spec.garden, found.facts),
         python=env.python,
         flavor=found.flavor,
         base_image=found.base_image,
@@ -581,12 +581,49 @@ def _hint_travels(annotation: str) -> bool:
     return names <= _JSON_HINT_NAMES
 
 
+def _with_entrypoint_metadata(meta: Any, facts: NotebookFacts | None) -> Any:
+    """The Gardenfile's [garden], with what a garden-ai notebook's EntrypointMetadata says
+    where the Gardenfile says nothing: description, keywords (its tags), papers, datasets.
+    (Title and authors the Gardenfile always gives; a difference is warned of.)"""
+    from gardenbuild.manifest.spec import Dataset, Paper
+
+    if not facts or not facts.entrypoints:
+        return meta
+    fields = facts.entrypoints[0][1]
+    update: dict[str, Any] = {}
+    if not meta.description and isinstance(fields.get("description"), str):
+        update["description"] = fields["description"]
+    if not meta.keywords and isinstance(fields.get("tags"), list):
+        update["keywords"] = tuple(str(t) for t in fields["tags"])
+    for key, model, keys in (("papers", Paper, ("title", "doi", "url", "authors", "citation")),
+                             ("datasets", Dataset, ("title", "doi", "url"))):
+        if getattr(meta, key) or not isinstance(fields.get(key), list):
+            continue
+        items = []
+        for item in fields[key]:
+            try:
+                items.append(model(**{k: item[k] for k in keys if isinstance(item, dict) and item.get(k)}))
+            except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError: leave it out
+                pass
+        if items:
+            update[key] = tuple(items)
+    return meta.model_copy(update=update) if update else meta
+
+
 def _warnings(spec: Gardenfile, facts: NotebookFacts | None, path: Path) -> list[str]:
     """Not wrong, but probably not meant: a template's placeholder, hints no JSON can fill."""
     out = []
     if any(a.name.strip() == TEMPLATE_AUTHOR for a in spec.garden.authors):
         out.append(f"{path.name}: the author is still the template's placeholder '{TEMPLATE_AUTHOR}'; "
                    "put yours in [[garden.authors]] (it goes into the citation and the DOI)")
+    for function, fields in (facts.entrypoints if facts else ())[:1]:
+        given = {"title": spec.garden.title, "description": spec.garden.description,
+                 "authors": [a.name for a in spec.garden.authors]}
+        for key, ours in given.items():
+            theirs = fields.get(key)
+            if theirs and theirs != ours:
+                out.append(f"{path.name}: [garden] {key} {ours!r} differs from the notebook's EntrypointMetadata "
+                           f"(of @entrypoint {function}): {theirs!r}; the Gardenfile's is used")
     functions = {p.function or p.name: p.name for p in spec.pipeline}
     for function, param, annotation in facts.hints if facts else ():
         if function in functions and not _hint_travels(annotation):

@@ -28,6 +28,8 @@ class NotebookFacts:
     local_modules: frozenset[str] = frozenset()  # modules the notebook writes (%%writefile x.py)
     hints: tuple[tuple[str, str, str], ...] = ()  # (function, parameter, annotation source) of decorated functions
     pip_sources: tuple[tuple[str, str], ...] = ()  # ("--index-url"/"--extra-index-url"/"--find-links", value)
+    #: garden-ai ``@entrypoint`` functions, with the literal fields of their ``EntrypointMetadata``
+    entrypoints: tuple[tuple[str, dict], ...] = ()
 
 
 def python_source(source: str) -> str:
@@ -49,13 +51,52 @@ def python_source(source: str) -> str:
     return "\n".join(out)
 
 
+#: garden-ai's decorators of a function others call (2.x, and 1.x's older name).
+ENTRYPOINT_DECORATORS = ("entrypoint", "garden_entrypoint")
+
+
+def _decorator_name(dec: ast.expr) -> str | None:
+    target = dec.func if isinstance(dec, ast.Call) else dec
+    return target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
+
+
 def _decorated_as_pipeline(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any(_decorator_name(d) in ("garden_pipeline", *ENTRYPOINT_DECORATORS) for d in node.decorator_list)
+
+
+def _literal(node: ast.expr) -> object:
+    """A literal value, with calls (``Paper(title=...)``) read as dicts of their literal
+    keywords; ValueError for anything computed."""
+    if isinstance(node, ast.Call):
+        out = {}
+        for kw in node.keywords:
+            if kw.arg:
+                try:
+                    out[kw.arg] = _literal(kw.value)
+                except ValueError:
+                    pass
+        return out
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(e) for e in node.elts]
+    return ast.literal_eval(node)
+
+
+def _is_metadata_call(node: ast.expr | None) -> bool:
+    return isinstance(node, ast.Call) and _decorator_name(node) == "EntrypointMetadata"
+
+
+def _entrypoint_metadata(node: ast.FunctionDef | ast.AsyncFunctionDef, named: dict[str, dict]) -> dict | None:
+    """The metadata an ``@entrypoint(metadata=...)`` decorator names (a variable or a call)."""
     for dec in node.decorator_list:
-        target = dec.func if isinstance(dec, ast.Call) else dec
-        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
-        if name == "garden_pipeline":
-            return True
-    return False
+        if _decorator_name(dec) not in ENTRYPOINT_DECORATORS or not isinstance(dec, ast.Call):
+            continue
+        given = next((kw.value for kw in dec.keywords if kw.arg == "metadata"), dec.args[0] if dec.args else None)
+        if isinstance(given, ast.Name):
+            return named.get(given.id, {})
+        if _is_metadata_call(given):
+            return _literal(given)  # type: ignore[return-value]
+        return {}
+    return None
 
 
 #: pip options that name where packages come from: kept as the garden's sources.
@@ -101,6 +142,8 @@ def analyse(path: Path) -> NotebookFacts:
     reqs: list[str] = []
     problems: list[str] = []
     complete = True
+    metadata_vars: dict[str, dict] = {}
+    entrypoints: list[tuple[str, dict]] = []
     try:
         cells = read_notebook(path)
     except NotebookError as exc:
@@ -131,12 +174,19 @@ def analyse(path: Path) -> NotebookFacts:
             continue
         imports.extend((number, found) for found in imports_in(tree))
         for node in tree.body:
+            if isinstance(node, ast.Assign) and _is_metadata_call(node.value):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        metadata_vars[target.id] = _literal(node.value)  # type: ignore[assignment]
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 functions.add(node.name)
+                found_meta = _entrypoint_metadata(node, metadata_vars)
+                if found_meta is not None:
+                    entrypoints.append((node.name, found_meta))
                 if _decorated_as_pipeline(node):
                     pipelines.add(node.name)
                     every = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
                     hints.extend((node.name, a.arg, ast.unparse(a.annotation)) for a in every if a.annotation)
     return NotebookFacts(frozenset(functions), frozenset(pipelines), tuple(dict.fromkeys(reqs)), tuple(problems),
                          complete, tuple(imports), frozenset(written_modules([c.source for c in cells])), tuple(hints),
-                         tuple(dict.fromkeys(sources)))
+                         tuple(dict.fromkeys(sources)), tuple(entrypoints))

@@ -34,9 +34,34 @@ def init(directory: Path, *, notebook: str, python: str, flavor: str, name: str 
         facts = analyse(nb)
     except ValueError as exc:
         raise UserError(f"{notebook} {exc}") from None
+    meta, pipelines = {}, sorted(facts.pipelines)
+    if facts.entrypoints:  # a garden-ai notebook: its EntrypointMetadata says what the Gardenfile would
+        meta = from_entrypoint_metadata(facts.entrypoints[0][1], notebook)
     target.write_text(gardenfile(directory, notebook=notebook, python=python, flavor=flavor, name=name,
-                                 pipelines=sorted(facts.pipelines)), encoding="utf-8")
+                                 pipelines=pipelines, meta=meta), encoding="utf-8")
     return target
+
+
+def from_entrypoint_metadata(fields: Mapping[str, Any], notebook: str) -> dict[str, Any]:
+    """The Gardenfile's [garden] fields from garden-ai's ``EntrypointMetadata`` (its literal
+    fields, as `analyse` read them): title, description, tags, authors, papers, datasets."""
+    def strings(value: Any) -> list[str]:
+        return [str(v) for v in value] if isinstance(value, list) else []
+
+    def records(value: Any, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+        out = []
+        for item in value if isinstance(value, list) else []:
+            if isinstance(item, Mapping) and item.get("title"):
+                out.append({k: item.get(k) for k in keys})
+        return out
+
+    repositories = [r for r in fields.get("repositories") or [] if isinstance(r, Mapping) and r.get("url")]
+    return {"title": str(fields.get("title") or ""), "description": str(fields.get("description") or ""),
+            "keywords": strings(fields.get("tags")), "authors": strings(fields.get("authors")),
+            "papers": records(fields.get("papers"), ("title", "doi", "authors", "citation")),
+            "datasets": records(fields.get("datasets"), ("title", "doi", "url")),
+            "repository": str(repositories[0]["url"]) if repositories else None,
+            "from": f"the EntrypointMetadata in {notebook}"}
 
 
 def slug_of(directory: Path, name: str | None = None) -> str:
@@ -45,7 +70,7 @@ def slug_of(directory: Path, name: str | None = None) -> str:
 
 def gardenfile(directory: Path, *, notebook: str, python: str, flavor: str, name: str | None,
                pipelines: Sequence[str], tests: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-               descriptions: Mapping[str, str] | None = None) -> str:
+               descriptions: Mapping[str, str] | None = None, meta: Mapping[str, Any] | None = None) -> str:
     """The text of a commented Gardenfile (pure); ``tests`` are written as TOML."""
     slug = slug_of(directory, name)
     written = {p: [{"input": toml_value(t["input"]), "expected": toml_value(t["expected"]),
@@ -54,9 +79,10 @@ def gardenfile(directory: Path, *, notebook: str, python: str, flavor: str, name
     return environment().get_template("Gardenfile.toml.j2").render(
         notebook=notebook, name=slug, title=slug.replace("-", " ").title(), python=python, flavor=flavor,
         flavors=list(flavors.available()), pipelines=list(pipelines), tests=written,
-        descriptions=descriptions or {}).rstrip("\n") + "\n"
+        descriptions=descriptions or {}, meta={**dict.fromkeys(_META_FIELDS), **(meta or {})}).rstrip("\n") + "\n"
 
 
+_META_FIELDS = ("title", "description", "keywords", "authors", "papers", "datasets", "repository", "from")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 

@@ -101,9 +101,18 @@ def _declared_weights(name: str) -> "Path | None":
 
 
 def pipeline_info(obj: Any) -> dict[str, Any] | None:
-    """The metadata of a decorated function, or None for anything else."""
+    """The metadata of a decorated function, or None for anything else. A garden-ai
+    ``@entrypoint`` is a pipeline too (see `gardenbuild.runtime.garden_ai`)."""
     info = getattr(obj, MARKER, None)
-    return info if isinstance(info, dict) else None
+    if isinstance(info, dict):
+        return info
+    from gardenbuild.runtime.garden_ai import metadata_of
+
+    meta = metadata_of(obj)
+    if meta is None:
+        return None
+    return {"name": getattr(meta, "short_name", None) or getattr(obj, "__name__", ""),
+            "description": getattr(meta, "description", None) or "", "garden_ai": True}
 
 
 __all__ = ["garden_pipeline", "pipeline_info", "weights", "MARKER", "WEIGHTS_DIR"]

@@ -264,6 +264,21 @@ def _decorated(ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _entrypoint_tests(ns: dict[str, Any]) -> list[dict[str, str]]:
+    """garden-ai's ``@entrypoint_test`` functions: ``{"function", "entrypoint"}`` each, by name."""
+    from gardenbuild.runtime.garden_ai import TEST_MARKER
+
+    found = []
+    for name, value in sorted(ns.items()):
+        try:
+            tested = getattr(value, TEST_MARKER, None) if callable(value) else None
+        except Exception:  # noqa: BLE001 - an odd object is not a test
+            tested = None
+        if isinstance(tested, str):
+            found.append({"function": name, "entrypoint": tested})
+    return found
+
+
 def _check_pipelines(
     notebook: str, config: dict[str, Any], ns: dict[str, Any]
 ) -> list[tuple[dict[str, Any], Callable[..., Any], dict[str, Any]]]:
@@ -549,6 +564,9 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
         "session_bytes": session_bytes,
         "biggest_variables": biggest,
     }
+    tests = _entrypoint_tests(main.__dict__)
+    if tests:  # a garden-ai notebook's; other notebooks' metadata has no such key
+        metadata["entrypoint_tests"] = tests
     text = json.dumps(metadata, ensure_ascii=False)
     leaked = [name for name, value in secrets.items() if len(value) >= 4 and value in text]
     if leaked:
@@ -692,6 +710,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     except AttributeError:
         pass
+    from gardenbuild.runtime import garden_ai
+
+    garden_ai.install()  # a notebook written for garden-ai imports garden_ai: it resolves here if not installed
+    os.environ["GARDEN_SKIP_TESTS"] = str(True)  # as garden-ai: @entrypoint_test functions wait for the test step
     try:
         build(args.notebook, args.config, args.out, args.timeout, args.secret)
     except Failure as failure:

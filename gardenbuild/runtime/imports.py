@@ -27,7 +27,7 @@ DISTRIBUTIONS = {
     "tf_keras": "tf-keras", "skbio": "scikit-bio",
 }
 #: Modules that ship with gardenbuild's runtime or are provided for every garden.
-PROVIDED = {"gardenbuild", "dill", "__future__", "__main__"}
+PROVIDED = {"gardenbuild", "garden_ai", "dill", "__future__", "__main__"}  # garden_ai: runtime.garden_ai
 
 
 def distribution_for(module: str) -> str:
