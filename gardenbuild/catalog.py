@@ -141,6 +141,22 @@ CREATE TABLE IF NOT EXISTS verifications (
     checked  TEXT NOT NULL,
     PRIMARY KEY (garden, version, image_id)
 );
+CREATE TABLE IF NOT EXISTS scores (
+    hub         TEXT NOT NULL,
+    member      TEXT NOT NULL,
+    ref         TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    garden      TEXT,
+    version     TEXT,
+    image_id    TEXT,
+    digest      TEXT,
+    data_sha256 TEXT NOT NULL,
+    metrics     TEXT NOT NULL DEFAULT '{}',
+    seconds     REAL,
+    error       TEXT,
+    scored      TEXT NOT NULL,
+    PRIMARY KEY (hub, member)
+);
 CREATE TABLE IF NOT EXISTS runs (
     id             INTEGER PRIMARY KEY,
     publication_id INTEGER NOT NULL REFERENCES publications(id) ON DELETE CASCADE,
@@ -463,6 +479,22 @@ class Catalog:
             row = db.execute(f"SELECT * FROM verifications WHERE image_id IN ({', '.join('?' * len(image_ids))}) "
                              "ORDER BY checked DESC LIMIT 1", list(image_ids)).fetchone()
         return {**dict(row), "match": bool(row["match"]), "stages": json.loads(row["stages"])} if row else None
+
+    # -- hub scores ---------------------------------------------------------------------------
+
+    def record_score(self, hub: str, member: str, **row: Any) -> None:
+        """Keep one member's score on a hub (what `gardenbuild bench` computed), replacing the last."""
+        values = {"ref": "", "key": "", "garden": None, "version": None, "image_id": None, "digest": None,
+                  "data_sha256": "", "metrics": {}, "seconds": None, "error": None, **row}
+        values["metrics"] = json.dumps(values["metrics"], sort_keys=True)
+        with self._db() as db:
+            db.execute(f"INSERT OR REPLACE INTO scores (hub, member, {', '.join(values)}, scored) "
+                       f"VALUES (?, ?, {', '.join('?' * len(values))}, ?)", (hub, member, *values.values(), now()))
+
+    def scores(self, hub: str) -> dict[str, dict[str, Any]]:
+        with self._db(write=False) as db:
+            rows = db.execute("SELECT * FROM scores WHERE hub = ? ORDER BY member", (hub,)).fetchall()
+        return {r["member"]: {**dict(r), "metrics": json.loads(r["metrics"])} for r in rows}
 
     # -- usage ----------------------------------------------------------------------------
 

@@ -12,11 +12,11 @@ import signal
 import sys
 
 from gardenbuild import __version__
-from gardenbuild.cli import build, catalog, consume, login, notebook, publish, serve
+from gardenbuild.cli import build, catalog, consume, hub, login, notebook, publish, serve
 from gardenbuild.errors import GardenError
 from gardenbuild.report import ConsoleReporter
 
-GROUPS = (build, notebook, serve, consume, catalog, publish, login)
+GROUPS = (build, notebook, serve, consume, catalog, hub, publish, login)
 
 
 def parser() -> argparse.ArgumentParser:

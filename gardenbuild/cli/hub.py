@@ -1,0 +1,69 @@
+"""`gardenbuild bench HUB`: score a hub's members on its benchmark, write its leaderboard page."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from gardenbuild.cli.common import add_json, emit
+from gardenbuild.report import Reporter
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("bench", help="run a hub's benchmark on its members; keep the scores; write the leaderboard")
+    p.add_argument("hub", nargs="?", default=".", help="the hub folder (holding Hubfile.toml); default: .")
+    p.add_argument("--only", metavar="MEMBER", help="score this member only (the others keep their scores)")
+    p.add_argument("--fresh", action="store_true", help="score again even when nothing it depends on changed")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="members scored at once (default: the cores)")
+    p.add_argument("--base-image", help="build folder members on this base image (as `build --base-image`)")
+    p.add_argument("-o", "--output", metavar="DIR", help="where the hub page goes (default: HUB/.gardenbuild/hub)")
+    add_json(p)
+
+
+def cmd_bench(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.catalog import Catalog
+    from gardenbuild.cli.build import cmd_build
+    from gardenbuild.consumer import local
+    from gardenbuild.consumer.resolve import Resolver
+    from gardenbuild.engine.outputs import OUTPUT_DIR
+    from gardenbuild.hub.bench import Bench, leaderboard
+    from gardenbuild.hub.page import write
+    from gardenbuild.hub.spec import load
+
+    hub = load(Path(args.hub))
+    resolver = Resolver(reporter=reporter)
+
+    def resolve(ref: str) -> Any:
+        if (Path(ref) / "Gardenfile.toml").is_file():  # a folder: built first (nothing runs if nothing changed)
+            with contextlib.redirect_stdout(sys.stderr):
+                cmd_build(argparse.Namespace(dir=ref, json=False, base_image=args.base_image), reporter)
+        return resolver.resolve(ref, pull=True)
+
+    def call(resolved: Any, pipeline: str, payload: bytes) -> Any:
+        outcome, _ = local.call(resolved, pipeline, payload, call_limits=local.limits(resolved), via="bench",
+                                reporter=reporter)
+        return outcome.result
+
+    bench = Bench(hub, catalog=Catalog(), resolve=resolve, call=call, reporter=reporter, jobs=max(1, args.jobs))
+    board = leaderboard(hub, bench.run(only=args.only, fresh=args.fresh))
+    out = Path(args.output) if args.output else hub.root / OUTPUT_DIR / "hub"
+    page = write(hub, board, out, resolved=bench.resolved, hub_ref=args.hub)
+    names = [m.name for m in hub.spec.metric]
+    lines = [f"hub {hub.name}: {len(hub.inputs)} inputs, metrics {', '.join(names)}"]
+    width = max(len(s.member) for s in board)
+    lines.append(f"  {'member':<{width}}  " + "  ".join(f"{n:>9}" for n in names) + "       time")
+    for s in board:
+        cells = "  ".join(f"{s.metrics[n]:>9.4g}" for n in names) if not s.error else f"failed: {s.error}"
+        timing = "" if s.error else (" (cached)" if s.cached else f"  {s.seconds or 0:>7.1f} s")
+        lines.append(f"  {s.member:<{width}}  {cells}{timing}")
+    lines.append(f"page: {page}")
+    emit(args, {"hub": hub.name, "data_sha256": hub.spec.data.sha256, "page": str(page),
+                "scores": [s.as_json() for s in board]}, "\n".join(lines))
+    return 1 if all(s.error for s in board) else 0
+
+
+HANDLERS = {"bench": cmd_bench}

@@ -1,0 +1,180 @@
+"""`gardenbuild bench HUB`: every member's pipeline on the hub's benchmark, scored, kept.
+
+Each member is resolved as the consumer side resolves any reference (a folder is built
+first: a build whose inputs did not change is a no-op), checked against the contract,
+then called in its own confined container with no network (or through its running
+`gardenbuild serve`), members in parallel up to the cores. A score is keyed by what it
+depends on (the member's image, the data's sha256, the contract, the metrics, the
+batching): a key already scored is not computed again. A member that fails (it raises,
+runs out of time, returns the wrong shape, does not fit the contract) gets an entry that
+says so; the others are scored all the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gardenbuild.errors import GardenError
+from gardenbuild.hub.metrics import BUILTIN, HIGHER_IS_BETTER, MetricError
+from gardenbuild.hub.spec import Hub
+
+#: Part of every score's key: a change to how scores are computed re-scores everything.
+SCORING = 1
+
+
+@dataclass
+class Score:
+    member: str
+    ref: str
+    garden: str | None = None
+    version: str | None = None
+    image_id: str | None = None
+    digest: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float | None = None
+    error: str | None = None
+    cached: bool = False
+    key: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def score_key(hub: Hub, image_id: str) -> str:
+    spec = hub.spec
+    text = json.dumps({"image": image_id, "data": spec.data.sha256, "contract": spec.contract.model_dump(),
+                       "metrics": [m.name for m in spec.metric], "batch": spec.data.batch, "scoring": SCORING},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def contract_problem(hub: Hub, card: dict[str, Any]) -> str | None:
+    """Why a member's garden does not fit the hub's contract, or None."""
+    contract = hub.spec.contract
+    pipelines = {p["name"]: p for p in card.get("pipelines") or []}
+    if contract.pipeline not in pipelines:
+        return (f"it has no pipeline '{contract.pipeline}' (it has: {', '.join(sorted(pipelines)) or 'none'})")
+    params = [p.get("name") for p in pipelines[contract.pipeline].get("parameters") or []]
+    if params and contract.input not in params:
+        signature = pipelines[contract.pipeline].get("signature", "(...)")
+        return f"its pipeline '{contract.pipeline}{signature}' has no parameter '{contract.input}'"
+    return None
+
+
+def batches(items: tuple[Any, ...], size: int) -> list[list[Any]]:
+    size = size or len(items)
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def check_predictions(result: Any, expected: int) -> list[Any]:
+    if not isinstance(result, list):
+        raise MetricError(f"the pipeline returned {type(result).__name__}, not a list with one value per input")
+    if len(result) != expected:
+        raise MetricError(f"the pipeline returned {len(result)} values for {expected} inputs")
+    return result
+
+
+def compute(hub: Hub, predicted: list[Any]) -> dict[str, float]:
+    return {m.name: round(BUILTIN[m.name](predicted, hub.reference), 6) for m in hub.spec.metric}
+
+
+@dataclass
+class Bench:
+    """Runs a hub's benchmark; every side effect behind a callable, for the tests' sake."""
+
+    hub: Hub
+    catalog: Any
+    resolve: Callable[[str], Any]  # ref -> gardenbuild.consumer.resolve.Resolved (built, local)
+    call: Callable[[Any, str, bytes], Any]  # (resolved, pipeline, payload) -> the JSON result
+    reporter: Any
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    resolved: dict[str, Any] = field(default_factory=dict)  # member name -> what it resolved to, after `run`
+
+    def run(self, *, only: str | None = None, fresh: bool = False) -> list[Score]:
+        names = [self.hub.member_name(i) for i in range(len(self.hub.spec.member))]
+        if only is not None and only not in names:
+            from gardenbuild.errors import UserError
+
+            raise UserError(f"the hub {self.hub.name} has no member '{only}'", hint=f"members: {', '.join(names)}")
+        known = self.catalog.scores(self.hub.name)
+        todo: list[tuple[Score, Any]] = []
+        done: list[Score] = []
+        for i, name in enumerate(names):
+            if only is not None and name != only:
+                if name in known:
+                    done.append(_from_row(known[name]))
+                continue
+            score = Score(name, self.hub.member_ref(i))
+            try:
+                resolved = self.resolve(score.ref)
+            except GardenError as exc:
+                score.error = f"could not be resolved or built: {exc.message}"
+                done.append(self._keep(score))
+                continue
+            self.resolved[name] = resolved
+            score.garden, score.version = resolved.name, resolved.version
+            score.image_id, score.digest = resolved.image, resolved.digest
+            problem = contract_problem(self.hub, resolved.card)
+            if problem:
+                score.error = f"does not fit the contract: {problem}"
+                done.append(self._keep(score))
+                continue
+            score.key = score_key(self.hub, resolved.image or "")
+            row = known.get(name)
+            if not fresh and row and row["key"] == score.key and not row["error"]:
+                done.append(_from_row(row, cached=True))
+                self.reporter.info(f"{name}: scored before, inputs unchanged")
+                continue
+            todo.append((score, resolved))
+        if todo:
+            self.reporter.step(f"benchmarking {len(todo)} member(s) on {len(self.hub.inputs)} inputs "
+                               f"({min(self.jobs, len(todo))} at a time)")
+            with ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(todo)))) as pool:
+                done += list(pool.map(lambda t: self._score(*t), todo))
+        order = {n: i for i, n in enumerate(names)}
+        return sorted(done, key=lambda s: order.get(s.member, len(order)))
+
+    def _score(self, score: Score, resolved: Any) -> Score:
+        contract = self.hub.spec.contract
+        started = time.monotonic()
+        predicted: list[Any] = []
+        try:
+            for batch in batches(self.hub.inputs, self.hub.spec.data.batch):
+                payload = json.dumps({contract.input: batch}).encode()
+                predicted += check_predictions(self.call(resolved, contract.pipeline, payload), len(batch))
+            score.metrics = compute(self.hub, predicted)
+        except (GardenError, MetricError) as exc:
+            message = exc.message if isinstance(exc, GardenError) else str(exc)
+            score.error = message.splitlines()[0] if message else type(exc).__name__
+        score.seconds = round(time.monotonic() - started, 2)
+        self.reporter.info(f"{score.member}: " + (f"failed: {score.error}" if score.error else
+                                                  ", ".join(f"{k} {v:.4g}" for k, v in score.metrics.items())
+                                                  + f" ({score.seconds:.1f} s)"))
+        return self._keep(score)
+
+    def _keep(self, score: Score) -> Score:
+        self.catalog.record_score(self.hub.name, score.member, ref=score.ref, key=score.key, garden=score.garden,
+                                  version=score.version, image_id=score.image_id, digest=score.digest,
+                                  data_sha256=self.hub.spec.data.sha256, metrics=score.metrics, seconds=score.seconds,
+                                  error=score.error)
+        return score
+
+
+def _from_row(row: dict[str, Any], cached: bool = False) -> Score:
+    return Score(row["member"], row["ref"], row["garden"], row["version"], row["image_id"], row["digest"],
+                 row["metrics"], row["seconds"], row["error"], cached, row["key"])
+
+
+def leaderboard(hub: Hub, scores: list[Score]) -> list[Score]:
+    """Scored members best first by the hub's first metric, then the failed ones."""
+    first = hub.spec.metric[0].name
+    sign = -1 if HIGHER_IS_BETTER[first] else 1
+    good = sorted((s for s in scores if not s.error and first in s.metrics), key=lambda s: sign * s.metrics[first])
+    return good + [s for s in scores if s not in good]
