@@ -157,6 +157,13 @@ CREATE TABLE IF NOT EXISTS scores (
     scored      TEXT NOT NULL,
     PRIMARY KEY (hub, member)
 );
+CREATE TABLE IF NOT EXISTS hubs (
+    name    TEXT PRIMARY KEY,
+    spec    TEXT NOT NULL,
+    rows    INTEGER NOT NULL,
+    root    TEXT,
+    updated TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     id             INTEGER PRIMARY KEY,
     publication_id INTEGER NOT NULL REFERENCES publications(id) ON DELETE CASCADE,
@@ -490,6 +497,17 @@ class Catalog:
         with self._db() as db:
             db.execute(f"INSERT OR REPLACE INTO scores (hub, member, {', '.join(values)}, scored) "
                        f"VALUES (?, ?, {', '.join('?' * len(values))}, ?)", (hub, member, *values.values(), now()))
+
+    def record_hub(self, name: str, spec: Mapping[str, Any], rows: int, root: Path | str | None) -> None:
+        """Remember a hub `gardenbuild bench` ran: its Hubfile (as data) and how many inputs."""
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO hubs (name, spec, rows, root, updated) VALUES (?, ?, ?, ?, ?)",
+                       (name, json.dumps(dict(spec), sort_keys=True), rows, str(root) if root else None, now()))
+
+    def hubs(self) -> list[dict[str, Any]]:
+        with self._db(write=False) as db:
+            rows = db.execute("SELECT * FROM hubs ORDER BY name").fetchall()
+        return [{**dict(r), "spec": json.loads(r["spec"])} for r in rows]
 
     def scores(self, hub: str) -> dict[str, dict[str, Any]]:
         with self._db(write=False) as db:

@@ -13,6 +13,8 @@ Routes (GET and HEAD; anything else is a JSON 405; every error is JSON):
     /api/gardens/NAME          one garden: its listing and card
     /api/facets                the values each filter can take
     /gardens/NAME/             its model page; /gardens/NAME/citation.bib and the rest
+    /hubs/NAME/                a hub's leaderboard (as `gardenbuild bench` last scored it)
+    /api/hubs, /api/hubs/NAME  the hubs, and one hub's scores, as JSON
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from gardenbuild.page import DOWNLOADS
 from gardenbuild.search import MAX_LIMIT, Query, QueryError, facets, parse_query, search, words
 
 PAGES = "gardens"
+HUBS = "hubs"
 INDEX = "index.json"
 DEFAULT_PORT = 8765
 #: A client that sends nothing for this long is dropped: no request holds a thread forever.
@@ -91,6 +94,32 @@ def page_files(catalog: Catalog, row: Mapping[str, Any], back: str) -> dict[str,
                  back=back)
 
 
+def hub_page(catalog: Catalog, row: Mapping[str, Any], link: Any, back: str) -> tuple[str, list[Any]]:
+    """A hub's page from what the catalog kept of its last bench, members linked by
+    ``link(garden)`` to their model pages; and its leaderboard."""
+    from gardenbuild.hub.bench import from_row, ranked
+    from gardenbuild.hub.page import context, higher_is_better, render
+
+    spec = row["spec"]
+    kept = catalog.scores(row["name"])
+    members = [m.get("name") for m in spec["member"]]
+    scores = [from_row(r) for name, r in kept.items() if not all(members) or name in members]
+    board = ranked(scores, spec["metric"][0]["name"], higher_is_better(spec["metric"][0]))
+    pages, titles = {}, {}
+    for s in board:
+        listed = catalog.listed(s.garden) if s.garden else None
+        if listed is not None:
+            pages[s.member] = link(s.garden)
+            titles[s.member] = listed["card"].get("meta", {}).get("title")
+    return render(context(spec, row["rows"], board, pages=pages, hub_ref=row["root"] or row["name"],
+                          titles=titles, back=back)), board
+
+
+def hub_entries(catalog: Catalog, link: Any) -> list[dict[str, Any]]:
+    return [{"name": h["name"], "title": h["spec"]["hub"]["title"], "members": len(h["spec"]["member"]),
+             "page": link(h["name"])} for h in catalog.hubs()]
+
+
 def render_index(ctx: Mapping[str, Any]) -> str:
     from gardenbuild.page import environment
 
@@ -122,6 +151,10 @@ class Site:
                 return self.api_garden(path[len("/api/gardens/"):])
             if path.startswith(f"/{PAGES}/"):
                 return self.page(path[len(PAGES) + 2:])
+            if path == "/api/hubs":
+                return Response(200, json.dumps({"hubs": hub_entries(self.catalog, self.hub_link)}).encode())
+            if path.startswith("/api/hubs/") or path.startswith(f"/{HUBS}/"):
+                return self.hub(path)
         except QueryError as exc:
             return error(400, exc.message, parameter=exc.parameter, hint=exc.hint)
         return error(404, f"nothing at {path}", hint="see / for the gardens, /api/gardens for them as JSON")
@@ -136,9 +169,30 @@ class Site:
             g["page"] = self.link(g["garden"])
         return result
 
+    @staticmethod
+    def hub_link(name: str) -> str:
+        return f"{HUBS}/{urllib.parse.quote(name, safe='')}/"
+
+    def hub(self, path: str) -> Response:
+        api = path.startswith("/api/")
+        name, slash, rest = path.removeprefix("/api/hubs/" if api else f"/{HUBS}/").partition("/")
+        row = next((h for h in self.catalog.hubs() if h["name"] == name), None)
+        if row is None:
+            return error(404, f"the catalog knows no hub '{name}'", hint="`gardenbuild bench HUB` records one")
+        if not api and not slash:
+            return Response(308, b"", headers={"Location": f"/{self.hub_link(name)}"})
+        if rest not in ("", "index.html"):
+            return error(404, f"nothing at {path}")
+        html, board = hub_page(self.catalog, row, lambda garden: f"../../{self.link(garden)}", back="../../")
+        if api:
+            return Response(200, json.dumps({"hub": row["spec"]["hub"], "rows": row["rows"],
+                                             "scores": [s.as_json() for s in board]}).encode())
+        return Response(200, html.encode(), TYPES[".html"])
+
     def index(self, query: Query) -> Response:
         result = self.found(query)
         html = render_index({"mode": "api", "query": asdict(query), "facets": facets(self.catalog),
+                             "hubs": hub_entries(self.catalog, self.hub_link),
                              "gardens": result["gardens"], "count": result["count"],
                              "total": search(self.catalog, Query(limit=1))["count"]})
         return Response(200, html.encode(), TYPES[".html"])
@@ -283,8 +337,14 @@ def export(catalog: Catalog, out: Path, *, progress: Any = None) -> dict[str, An
                 progress(n, len(result["gardens"]), g["garden"])
         index = {"generator": "gardenbuild", "exported": exported, "gardens": entries}
         _write(tmp / INDEX, json.dumps(index, indent=1, sort_keys=True) + "\n")
+        slugs = {g["garden"]: g["page"] for g in result["gardens"]}
+        for row in catalog.hubs():
+            html, _ = hub_page(catalog, row, lambda garden: f"../../{slugs[garden]}" if garden in slugs else None,
+                               back="../../index.html")
+            _write(tmp / HUBS / slug(row["name"]) / "index.html", html)
         _write(tmp / "index.html", render_index({
             "mode": "static", "query": asdict(Query()), "facets": facets(catalog),
+            "hubs": hub_entries(catalog, lambda name: f"{HUBS}/{slug(name)}/index.html"),
             "gardens": result["gardens"], "count": result["count"], "total": result["count"],
             "exported": exported, "index": index}))
         _swap(tmp, out)

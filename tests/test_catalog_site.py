@@ -71,6 +71,18 @@ def catalog(tmp_path, monkeypatch) -> Catalog:
     pull(c, card("defects", "Détection de défauts", keywords=["materials"], authors=["Émile Borel"],
                  description="Trouve les défauts des cristaux.", pipeline="find_defects"), 4)
     pull(c, card("hostile", HOSTILE, keywords=["<b>bold</b>"], description=HOSTILE, pipeline="evil"), 5)
+    from gardenbuild.hub.spec import Hubfile
+
+    spec = Hubfile.model_validate({
+        "hub": {"name": "chem-hub", "title": "Chemistry <hub>"}, "contract": {"pipeline": "predict", "input": "x"},
+        "data": {"file": "d.csv", "sha256": "0" * 64, "input": "x", "reference": "y"},
+        "metric": [{"name": "mae"}], "member": [{"ref": "a", "name": "solubility"}, {"ref": "b", "name": "tox"},
+                                               {"ref": "c", "name": "broken"}]}).model_dump()
+    c.record_hub("chem-hub", spec, 257, None)
+    c.record_score("chem-hub", "tox", ref="b", key="k1", garden="toxicity", data_sha256="0" * 64, metrics={"mae": 0.7})
+    c.record_score("chem-hub", "solubility", ref="a", key="k2", garden="solubility", data_sha256="0" * 64,
+                   metrics={"mae": 0.45})
+    c.record_score("chem-hub", "broken", ref="c", key="", data_sha256="0" * 64, error="does not fit the contract")
     c.add_usage("toxicity", "classify", "serve", calls=10, errors=1, seconds=0.5)
     c.add_usage("bandgap", "predict_gap", "run", calls=3, errors=0, seconds=0.3)
     return c
@@ -235,6 +247,21 @@ def test_the_search_page_lists_results_without_javascript(catalog):
     assert "<script>alert" not in answer(site, "/?q=quoted")[1]  # the hostile title, escaped
 
 
+def test_a_hub_is_served_with_its_leaderboard_and_links_to_its_members(catalog):
+    site = Site(catalog)
+    status, page = answer(site, "/hubs/chem-hub/")
+    assert status == 200 and "Chemistry &lt;hub&gt;" in page and 'href="../../"' in page
+    assert page.index('data-member="solubility"') < page.index('data-member="tox"') < page.index('data-member="broken"')
+    assert 'href="../../gardens/solubility/"' in page and "does not fit the contract" in page
+    status, body = answer(site, "/api/hubs/chem-hub")
+    assert status == 200 and [s["member"] for s in body["scores"]] == ["solubility", "tox", "broken"]
+    assert answer(site, "/api/hubs")[1]["hubs"] == [{"name": "chem-hub", "title": "Chemistry <hub>", "members": 3,
+                                                    "page": "hubs/chem-hub/"}]
+    assert answer(site, "/hubs/nonesuch/")[0] == 404
+    assert site.respond("GET", "/hubs/chem-hub").status == 308
+    assert 'href="hubs/chem-hub/"' in answer(site, "/")[1]
+
+
 def test_model_pages_and_their_files_are_served(catalog):
     site = Site(catalog)
     r = site.respond("GET", "/gardens/toxicity")
@@ -342,6 +369,7 @@ def test_the_export_is_a_whole_site_with_no_broken_links(catalog, tmp_path):
                 continue
             target = (page.parent / href).resolve()
             assert (target / "index.html" if target.is_dir() else target).is_file(), f"{page}: {href}"
+    assert (out / "hubs" / "chem-hub" / "index.html").is_file()
     assert "<script>alert" not in (out / "index.html").read_text()
     assert "</script>" not in (out / "index.html").read_text().split('id="index">', 1)[1].split("</script>", 1)[0]
 

@@ -61,7 +61,11 @@ def test_metrics_match_an_independent_computation():
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace('name = "mae"', 'name = "mape"'), "metric[0].name: 'mape' is not a metric"),
+    (lambda t: t.replace('name = "mae"', 'name = "mape"'), "metric[0]: 'mape' is not a built-in metric"),
+    (lambda t: t.replace('name = "mae"', 'name = "mine"\nfunction = "m.py:mine"'),
+     "say how a metric of your own ranks: higher_is_better"),
+    (lambda t: t.replace('name = "mae"', 'name = "mine"\nfunction = "gone.py:mine"\nhigher_is_better = true'),
+     "metric[0].function: gone.py is not a file in the hub's folder"),
     (lambda t: t.replace('sha256 = "', 'sha256 = "00'), "data.sha256"),
     (lambda t: t.replace('input = "x"\nreference', 'input = "z"\nreference'), "the JSON data needs lists under 'z'"),
     (lambda t: t.replace('file = "data.json"', 'file = "nowhere.json"'), "data.file: nowhere.json does not exist"),
@@ -190,7 +194,10 @@ def test_a_hub_of_real_gardens_is_scored_cached_and_rescored_member_by_member(ba
     tiny_garden(members / "plus", "hub-plus", "return [v + 1.5 for v in x]")
     tiny_garden(members / "raises", "hub-raises", "raise ValueError('no model yet')")
     tiny_garden(members / "slow", "hub-slow", "time.sleep(30)\n    return x", limits="[limits]\ncall_seconds = 2\n")
-    hub = write_hub(tmp_path / "hub", [f"members/{m}" for m in ("double", "plus", "raises", "slow")])
+    hub = write_hub(tmp_path / "hub", [f"members/{m}" for m in ("double", "plus", "raises", "slow")],
+                    extra='\n[[metric]]\nname = "within_one"\nfunction = "metrics.py:within_one"\nhigher_is_better = true\n')
+    (hub / "metrics.py").write_text("def within_one(predicted, reference):\n"
+                                    "    return sum(abs(p - r) <= 1 for p, r in zip(predicted, reference)) / len(reference)\n")
     code, out, err = cli("bench", str(hub), "--json")
     assert code == 0, err
     scores = {s["member"]: s for s in json.loads(out)["scores"]}
@@ -199,6 +206,7 @@ def test_a_hub_of_real_gardens_is_scored_cached_and_rescored_member_by_member(ba
         assert scores[member]["metrics"]["mae"] == pytest.approx(np.mean(np.abs(pred - ref)), abs=1e-6)
         assert scores[member]["metrics"]["rmse"] == pytest.approx(np.sqrt(np.mean((pred - ref) ** 2)), abs=1e-6)
         assert scores[member]["image_id"] and not scores[member]["error"]
+        assert scores[member]["metrics"]["within_one"] == pytest.approx(np.mean(np.abs(pred - ref) <= 1))
     assert scores["raises"]["error"].startswith("pipeline 'predict' raised ValueError: no model yet")
     assert "ran past its time limit of 2 s" in scores["slow"]["error"]
     page = Path(json.loads(out)["page"])
@@ -210,12 +218,16 @@ def test_a_hub_of_real_gardens_is_scored_cached_and_rescored_member_by_member(ba
     again = {s["member"]: s for s in json.loads(out)["scores"]}
     assert again["double"]["cached"] and again["plus"]["cached"]
 
+    (hub / "metrics.py").write_text((hub / "metrics.py").read_text() + "# the metric's code changed\n")
+    code, out, err = cli("bench", str(hub), "--only", "double", "--json")
+    assert code == 0, err
+    assert not {s["member"]: s for s in json.loads(out)["scores"]}["double"]["cached"], "the metric is in the key"
     notebook = members / "plus" / "nb.ipynb"
     notebook.write_text(notebook.read_text().replace("v + 1.5", "v + 2.0"))
     code, out, err = cli("bench", str(hub), "--json")
     assert code == 0, err
     third = {s["member"]: s for s in json.loads(out)["scores"]}
-    assert third["double"]["cached"] and not third["plus"]["cached"]
+    assert third["double"]["cached"] and not third["plus"]["cached"]  # only the changed member
     assert third["plus"]["image_id"] != scores["plus"]["image_id"]
     assert third["plus"]["metrics"]["mae"] == pytest.approx(np.mean(np.abs(np.array(DATA["x"]) + 2.0 - ref)), abs=1e-6)
 

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -144,16 +145,20 @@ class Kernel:
             text = r.read()
         return json.loads(text) if text else None
 
-    def run(self, code: str) -> tuple[str, str]:
-        """(status, everything printed) of one cell."""
+    def run(self, code: str, timeout: float = 300.0) -> tuple[str, str]:
+        """(status, everything printed) of one cell: done when both its execute_reply (shell
+        channel) and its idle status (iopub) have come, in whichever order they arrive."""
         msg_id = uuid.uuid4().hex
         self.ws.send(json.dumps({
             "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": self.id,
                        "version": "5.3"},
             "parent_header": {}, "metadata": {}, "channel": "shell",
             "content": {"code": code, "silent": False, "store_history": True, "allow_stdin": False}}))
-        printed, status = [], None
-        while True:
+        printed, status, idle = [], None, False
+        deadline = time.monotonic() + timeout
+        while not (status and idle):
+            assert time.monotonic() < deadline, f"the kernel did not finish {code!r} within {timeout:g} s"
+            self.ws.settimeout(max(1.0, deadline - time.monotonic()))
             m = json.loads(self.ws.recv())
             if m.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -166,8 +171,9 @@ class Kernel:
                 printed.append(f"{m['content']['ename']}: {m['content']['evalue']}")
             elif kind == "execute_reply":
                 status = m["content"]["status"]
-            elif kind == "status" and m["content"]["execution_state"] == "idle" and status:
-                return status, "".join(printed)
+            elif kind == "status" and m["content"]["execution_state"] == "idle":
+                idle = True
+        return status, "".join(printed)
 
     def close(self) -> None:
         self.ws.close()

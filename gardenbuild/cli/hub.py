@@ -48,8 +48,17 @@ def cmd_bench(args: argparse.Namespace, reporter: Reporter) -> int:
                                 reporter=reporter)
         return outcome.result
 
-    bench = Bench(hub, catalog=Catalog(), resolve=resolve, call=call, reporter=reporter, jobs=max(1, args.jobs))
+    run_metric = None
+    if any(m.function for m in hub.spec.metric):  # the hub's own metrics run in a base image, no network
+        from gardenbuild.backends.buildah import Buildah
+        from gardenbuild.hub.bench import metric_in_container
+
+        base = args.base_image or os.environ.get("GARDENBUILD_BASE_IMAGE") or "localhost/gardenbuild/python:3.11"
+        run_metric = metric_in_container(Buildah(reporter=reporter), base)
+    bench = Bench(hub, catalog=Catalog(), resolve=resolve, call=call, reporter=reporter, jobs=max(1, args.jobs),
+                  run_metric=run_metric)
     board = leaderboard(hub, bench.run(only=args.only, fresh=args.fresh))
+    bench.catalog.record_hub(hub.name, hub.spec.model_dump(), len(hub.inputs), hub.root)  # for `catalog serve`
     out = Path(args.output) if args.output else hub.root / OUTPUT_DIR / "hub"
     page = write(hub, board, out, resolved=bench.resolved, hub_ref=args.hub)
     names = [m.name for m in hub.spec.metric]

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gardenbuild.errors import GardenError
-from gardenbuild.hub.metrics import BUILTIN, HIGHER_IS_BETTER, MetricError
+from gardenbuild.hub.metrics import BUILTIN, MetricError
 from gardenbuild.hub.spec import Hub
 
 #: Part of every score's key: a change to how scores are computed re-scores everything.
@@ -49,9 +49,10 @@ class Score:
 
 def score_key(hub: Hub, image_id: str) -> str:
     spec = hub.spec
+    metrics = [{**m.model_dump(), "code": hashlib.sha256(hub.metric_source(m)).hexdigest() if m.function else None}
+               for m in spec.metric]
     text = json.dumps({"image": image_id, "data": spec.data.sha256, "contract": spec.contract.model_dump(),
-                       "metrics": [m.name for m in spec.metric], "batch": spec.data.batch, "scoring": SCORING},
-                      sort_keys=True)
+                       "metrics": metrics, "batch": spec.data.batch, "scoring": SCORING}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -81,8 +82,51 @@ def check_predictions(result: Any, expected: int) -> list[Any]:
     return result
 
 
-def compute(hub: Hub, predicted: list[Any]) -> dict[str, float]:
-    return {m.name: round(BUILTIN[m.name](predicted, hub.reference), 6) for m in hub.spec.metric}
+#: Runs a metric of the hub's own: (hub, metric, predicted, reference) -> float.
+MetricRunner = Callable[[Hub, Any, list[Any], tuple[Any, ...]], float]
+
+#: What runs a hub's own metric function inside the container: its file is /hub/metric.py.
+METRIC_RUNNER = """
+import importlib.util, json, math, sys
+spec = importlib.util.spec_from_file_location("hub_metric", "/hub/metric.py")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+given = json.load(sys.stdin)
+value = float(getattr(module, sys.argv[1])(given["predicted"], given["reference"]))
+if not math.isfinite(value):
+    raise SystemExit(f"the metric returned {value}")
+print(json.dumps({"value": value}))
+"""
+
+
+def metric_in_container(backend: Any, image: str) -> MetricRunner:
+    """A `MetricRunner` that runs the function in a fresh container of ``image`` (a base image:
+    Python's standard library), with no network, the file mounted read-only, one minute."""
+    from gardenbuild.backends import Limits
+
+    def run(hub: Hub, metric: Any, predicted: list[Any], reference: tuple[Any, ...]) -> float:
+        file, _, function = str(metric.function).partition(":")
+        done = backend.run(image, ["python3", "-c", METRIC_RUNNER, function], volumes=[(hub.root / file, "/hub/metric.py", "ro")],
+                           stdin=json.dumps({"predicted": predicted, "reference": list(reference)}).encode(),
+                           limits=Limits(seconds=60, memory=2**30))
+        if done.returncode != 0 or done.limit:
+            last = (done.stderr.decode(errors="replace").strip().splitlines() or ["it failed"])[-1]
+            raise MetricError(f"the metric {metric.name} ({metric.function}) failed: {last}")
+        return float(json.loads(done.stdout.decode().strip().splitlines()[-1])["value"])
+
+    return run
+
+
+def compute(hub: Hub, predicted: list[Any], run_metric: MetricRunner | None = None) -> dict[str, float]:
+    out = {}
+    for m in hub.spec.metric:
+        if m.function:
+            if run_metric is None:
+                raise MetricError(f"the metric {m.name} is the hub's own and nothing here can run it")
+            out[m.name] = round(run_metric(hub, m, predicted, hub.reference), 6)
+        else:
+            out[m.name] = round(BUILTIN[m.name](predicted, hub.reference), 6)
+    return out
 
 
 @dataclass
@@ -96,6 +140,7 @@ class Bench:
     reporter: Any
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     resolved: dict[str, Any] = field(default_factory=dict)  # member name -> what it resolved to, after `run`
+    run_metric: MetricRunner | None = None  # the hub's own metrics (see `metric_in_container`)
 
     def run(self, *, only: str | None = None, fresh: bool = False) -> list[Score]:
         names = [self.hub.member_name(i) for i in range(len(self.hub.spec.member))]
@@ -109,7 +154,7 @@ class Bench:
         for i, name in enumerate(names):
             if only is not None and name != only:
                 if name in known:
-                    done.append(_from_row(known[name]))
+                    done.append(from_row(known[name]))
                 continue
             score = Score(name, self.hub.member_ref(i))
             try:
@@ -129,7 +174,7 @@ class Bench:
             score.key = score_key(self.hub, resolved.image or "")
             row = known.get(name)
             if not fresh and row and row["key"] == score.key and not row["error"]:
-                done.append(_from_row(row, cached=True))
+                done.append(from_row(row, cached=True))
                 self.reporter.info(f"{name}: scored before, inputs unchanged")
                 continue
             todo.append((score, resolved))
@@ -149,7 +194,7 @@ class Bench:
             for batch in batches(self.hub.inputs, self.hub.spec.data.batch):
                 payload = json.dumps({contract.input: batch}).encode()
                 predicted += check_predictions(self.call(resolved, contract.pipeline, payload), len(batch))
-            score.metrics = compute(self.hub, predicted)
+            score.metrics = compute(self.hub, predicted, self.run_metric)
         except (GardenError, MetricError) as exc:
             message = exc.message if isinstance(exc, GardenError) else str(exc)
             score.error = message.splitlines()[0] if message else type(exc).__name__
@@ -167,14 +212,18 @@ class Bench:
         return score
 
 
-def _from_row(row: dict[str, Any], cached: bool = False) -> Score:
+def from_row(row: dict[str, Any], cached: bool = False) -> Score:
+    """A score as the catalog keeps it."""
     return Score(row["member"], row["ref"], row["garden"], row["version"], row["image_id"], row["digest"],
                  row["metrics"], row["seconds"], row["error"], cached, row["key"])
 
 
 def leaderboard(hub: Hub, scores: list[Score]) -> list[Score]:
     """Scored members best first by the hub's first metric, then the failed ones."""
-    first = hub.spec.metric[0].name
-    sign = -1 if HIGHER_IS_BETTER[first] else 1
+    return ranked(scores, hub.spec.metric[0].name, hub.spec.metric[0].higher)
+
+
+def ranked(scores: list[Score], first: str, higher: bool) -> list[Score]:
+    sign = -1 if higher else 1
     good = sorted((s for s in scores if not s.error and first in s.metrics), key=lambda s: sign * s.metrics[first])
     return good + [s for s in scores if s not in good]

@@ -9,36 +9,48 @@ from pathlib import Path
 from typing import Any
 
 from gardenbuild.hub.bench import Score
-from gardenbuild.hub.metrics import HIGHER_IS_BETTER
 from gardenbuild.hub.spec import Hub
 
 LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "accuracy": "accuracy", "f1": "F1", "coverage": "coverage",
           "calibration_error": "calibration error"}
 
 
-def context(hub: Hub, scores: list[Score], *, pages: Mapping[str, str], hub_ref: str) -> dict[str, Any]:
-    return {
-        "hub": hub.spec.hub.model_dump(), "contract": hub.spec.contract.model_dump(), "data": hub.spec.data.model_dump(),
-        "rows": len(hub.inputs), "members": len(hub.spec.member), "hub_ref": hub_ref,
-        "metrics": [{"name": m.name, "label": LABELS[m.name], "higher": HIGHER_IS_BETTER[m.name]} for m in hub.spec.metric],
-        "scores": [{**asdict(s), "page": pages.get(s.member), "title": None} for s in scores],
-    }
+def higher_is_better(metric: Mapping[str, Any]) -> bool:
+    """How a metric (as the Hubfile has it, as data) ranks."""
+    from gardenbuild.hub.metrics import HIGHER_IS_BETTER
+
+    return bool(metric.get("higher_is_better")) if metric.get("function") else HIGHER_IS_BETTER[metric["name"]]
+
+
+def context(spec: Mapping[str, Any], rows: int, scores: list[Score], *, pages: Mapping[str, str], hub_ref: str,
+            titles: Mapping[str, str] | None = None, back: str | None = None) -> dict[str, Any]:
+    """What hub.html.j2 shows, from the Hubfile as data (``Hubfile.model_dump()``) and the scores."""
+    metrics = [{"name": m["name"], "label": m["name"] if m.get("function") else LABELS.get(m["name"], m["name"]),
+                "higher": higher_is_better(m)} for m in spec["metric"]]
+    return {"hub": spec["hub"], "contract": spec["contract"], "data": spec["data"], "rows": rows,
+            "members": len(spec["member"]), "hub_ref": hub_ref, "metrics": metrics, "back": back,
+            "scores": [{**asdict(s), "page": pages.get(s.member), "title": (titles or {}).get(s.member)}
+                       for s in scores]}
+
+
+def render(ctx: Mapping[str, Any]) -> str:
+    from gardenbuild.page import environment
+
+    return environment().get_template("hub.html.j2").render(**ctx)
 
 
 def write(hub: Hub, scores: list[Score], out: Path, *, resolved: Mapping[str, Any], hub_ref: str) -> Path:
     """Write ``out/index.html`` and ``out/members/NAME/`` for each member resolved; return the page."""
     from gardenbuild.engine.store import atomic_write
-    from gardenbuild.page import environment, files
+    from gardenbuild.page import files
 
     pages = {}
     for name, member in resolved.items():
         for file, body in files(member, back="../../index.html").items():
             atomic_write(out / "members" / name / file, body.encode())
         pages[name] = f"members/{name}/index.html"
-    ctx = context(hub, scores, pages=pages, hub_ref=hub_ref)
-    for row in ctx["scores"]:
-        if row["member"] in resolved:
-            row["title"] = resolved[row["member"]].meta.get("title")
+    titles = {name: member.meta.get("title") for name, member in resolved.items()}
     page = out / "index.html"
-    atomic_write(page, environment().get_template("hub.html.j2").render(**ctx).encode())
+    atomic_write(page, render(context(hub.spec.model_dump(), len(hub.inputs), scores, pages=pages, hub_ref=hub_ref,
+                                      titles=titles)).encode())
     return page

@@ -61,14 +61,28 @@ class Data(Strict):
 
 
 class Metric(Strict):
-    name: str
+    """A built-in by its name, or the hub's own: ``function = "FILE.py:NAME"``, a function
+    ``(predicted, reference) -> float`` in a file of the hub's folder, standard library only,
+    run in a container of the base image with no network."""
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in BUILTIN:
-            raise ValueError(f"'{value}' is not a metric; built-ins: {', '.join(BUILTIN)}")
-        return value
+    name: str = Field(pattern=IDENTIFIER)
+    function: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_./-]+\.py:[A-Za-z_][A-Za-z0-9_]*$")
+    higher_is_better: bool | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> "Metric":
+        if self.function is None and self.name not in BUILTIN:
+            raise ValueError(f"'{self.name}' is not a built-in metric ({', '.join(BUILTIN)}); "
+                             "for one of your own, name its function: function = \"metrics.py:NAME\"")
+        if self.function is not None and self.higher_is_better is None:
+            raise ValueError("say how a metric of your own ranks: higher_is_better = true or false")
+        return self
+
+    @property
+    def higher(self) -> bool:
+        from gardenbuild.hub.metrics import HIGHER_IS_BETTER
+
+        return bool(self.higher_is_better) if self.function else HIGHER_IS_BETTER[self.name]
 
 
 class Member(Strict):
@@ -104,6 +118,10 @@ class Hub:
     @property
     def name(self) -> str:
         return self.spec.hub.name
+
+    def metric_source(self, metric: Metric) -> bytes:
+        """The file of a metric of the hub's own (its bytes are part of every score's key)."""
+        return (self.root / str(metric.function).partition(":")[0]).read_bytes()
 
     def member_name(self, index: int) -> str:
         member = self.spec.member[index]
@@ -142,6 +160,13 @@ def load(directory: Path, *, fetch: Any = None) -> Hub:
         if names.count(name) > 1 and not spec.member[i].name:
             problems.append(Problem(path.name, line_of(lines, ("member", i, "ref")), f"member[{i}]",
                                     f"two members would both be called '{name}': give them names (name = \"...\")"))
+    for i, metric in enumerate(spec.metric):
+        if metric.function:
+            file = metric.function.partition(":")[0]
+            target = (path.parent / file).resolve()
+            if not target.is_relative_to(path.parent.resolve()) or not target.is_file():
+                problems.append(Problem(path.name, line_of(lines, ("metric", i, "function")), f"metric[{i}].function",
+                                        f"{file} is not a file in the hub's folder"))
     raw = _data_bytes(spec.data, path.parent, fetch, problems, lambda key: line_of(lines, ("data", key)), path.name)
     inputs, reference = (), ()
     if raw is not None:
