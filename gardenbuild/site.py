@@ -69,11 +69,8 @@ def resolved_of(catalog: Catalog, row: Mapping[str, Any]) -> Resolved:
 
     ref = Ref("name", row["garden"], name=row["garden"])
     ids = [row["image_id"]]
-    if row["source"] == "pull":
-        pulled = catalog.pull(row["image_ref"]) or {}
-        return Resolved(ref, row["card"], image=row["image_id"], image_ids=ids, image_ref=row["image_ref"],
-                        digest=row["image_ref"].partition("@")[2] or None, doi=pulled.get("doi"),
-                        function_ids=dict(pulled.get("function_ids") or {}))
+    if row["source"] == "pull":  # the listing is the pull's row: resolved as `run` resolves a pull
+        return Resolver(catalog=catalog).from_pull(ref, catalog.pull(row["image_ref"]))
     root = Path(row["root"]) if row.get("root") else None
     if root is not None and not (root / "Gardenfile.toml").is_file():
         root = None  # the folder has moved: the card is still true, its build outputs are gone

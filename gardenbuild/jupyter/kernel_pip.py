@@ -1,8 +1,9 @@
 """`%pip` in a garden's Jupyter kernel: install at once, and declare it in the Gardenfile.
 
 Loaded into the kernel by `gardenbuild notebook` (an IPython extension, from the Jupyter
-prefix; this file runs in the garden's environment image and uses only the standard
-library and tomlkit, which the prefix carries). ``%pip install PKG...`` installs with uv
+prefix; this file runs in the garden's environment image and uses the standard library,
+tomlkit, which the prefix carries, and gardenbuild.card from the host's package mounted
+beside it, so a requirement's name is read as the build reads it). ``%pip install PKG...`` installs with uv
 into the running environment, so the package is usable in the next cell, then adds each
 requirement the Gardenfile does not declare yet to ``[environment].requirements`` (or to
 its ``requirements_file``), keeping the file's comments and layout. The next build
@@ -18,25 +19,20 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
-import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+from gardenbuild.card import requirement_name as name_of  # the host's package, on the kernel's path
+
 UV = os.environ.get("GARDENBUILD_UV", "/opt/gardenbuild-jupyter/uv")
 GARDENFILE = Path(os.environ.get("GARDENBUILD_GARDENFILE", "/garden/Gardenfile.toml"))
 #: The environment image's lock: what the garden has already (its own and its flavor's packages).
 LOCK = Path(os.environ.get("GARDENBUILD_LOCK", "/opt/garden/requirements.lock"))
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
 #: Options of ``pip install`` that take a value (the value is not a requirement).
 _VALUED = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url", "-f",
            "--find-links", "-t", "--target", "--python", "-e", "--editable"}
-
-
-def name_of(requirement: str) -> str:
-    m = _NAME.match(requirement.strip())
-    return re.sub(r"[-_.]+", "-", m.group(0)).lower() if m else ""
 
 
 def requirements_in(args: list[str]) -> tuple[list[str], list[str]]:
