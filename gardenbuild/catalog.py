@@ -43,7 +43,7 @@ from gardenbuild.errors import GardenError
 from gardenbuild.report import NullReporter, Reporter
 
 FILENAME = "catalog.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATES = ("pending", "done", "failed")
 
 _SCHEMA = """
@@ -152,6 +152,7 @@ CREATE TABLE IF NOT EXISTS scores (
     digest      TEXT,
     data_sha256 TEXT NOT NULL,
     metrics     TEXT NOT NULL DEFAULT '{}',
+    uncertainty TEXT,
     seconds     REAL,
     error       TEXT,
     scored      TEXT NOT NULL,
@@ -492,8 +493,9 @@ class Catalog:
     def record_score(self, hub: str, member: str, **row: Any) -> None:
         """Keep one member's score on a hub (what `gardenbuild bench` computed), replacing the last."""
         values = {"ref": "", "key": "", "garden": None, "version": None, "image_id": None, "digest": None,
-                  "data_sha256": "", "metrics": {}, "seconds": None, "error": None, **row}
+                  "data_sha256": "", "metrics": {}, "uncertainty": None, "seconds": None, "error": None, **row}
         values["metrics"] = json.dumps(values["metrics"], sort_keys=True)
+        values["uncertainty"] = json.dumps(values["uncertainty"], sort_keys=True) if values["uncertainty"] else None
         with self._db() as db:
             db.execute(f"INSERT OR REPLACE INTO scores (hub, member, {', '.join(values)}, scored) "
                        f"VALUES (?, ?, {', '.join('?' * len(values))}, ?)", (hub, member, *values.values(), now()))
@@ -512,7 +514,8 @@ class Catalog:
     def scores(self, hub: str) -> dict[str, dict[str, Any]]:
         with self._db(write=False) as db:
             rows = db.execute("SELECT * FROM scores WHERE hub = ? ORDER BY member", (hub,)).fetchall()
-        return {r["member"]: {**dict(r), "metrics": json.loads(r["metrics"])} for r in rows}
+        return {r["member"]: {**dict(r), "metrics": json.loads(r["metrics"]),
+                              "uncertainty": json.loads(r["uncertainty"]) if r["uncertainty"] else None} for r in rows}
 
     # -- usage ----------------------------------------------------------------------------
 
@@ -598,6 +601,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     """Bring a catalog written by an older gardenbuild up to `SCHEMA_VERSION`."""
     if "card" not in {r["name"] for r in db.execute("PRAGMA table_info(builds)")}:
         db.execute("ALTER TABLE builds ADD COLUMN card TEXT")  # v1 -> v2: cards, for the listing
+    if "uncertainty" not in {r["name"] for r in db.execute("PRAGMA table_info(scores)")}:
+        db.execute("ALTER TABLE scores ADD COLUMN uncertainty TEXT")  # v2 -> v3: what UQ members claim
     for row in db.execute("SELECT DISTINCT garden FROM builds UNION SELECT DISTINCT garden FROM pulls").fetchall():
         _relist(db, row["garden"])
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

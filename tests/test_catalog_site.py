@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from gardenbuild.card import complete, garden_part
-from gardenbuild.catalog import Catalog
+from gardenbuild.catalog import SCHEMA_VERSION, Catalog
 from gardenbuild.manifest.load import load
 from gardenbuild.search import QueryError, facets, match_expression, parse_query, search, words
 from gardenbuild.site import Site, export, server
@@ -209,7 +209,7 @@ def test_a_catalog_written_before_the_listing_gains_one(tmp_path):
     assert backfill_cards(catalog, Storage()) == 1
     assert find(catalog, q="older") == ["old"] and catalog.unlisted_builds() == []
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 # ---- the app, request by request --------------------------------------------------------------

@@ -117,6 +117,55 @@ def run_tasks(engine, function_code: str, calls: list[dict]) -> list[tuple[bool,
     return out
 
 
+def start_engine(tmp_path: Path, ref: str, endpoint: str):
+    """The real endpoint engine on this host, one block of one worker, the worker started by
+    LAUNCHER in a fresh container of ``ref``: (engine, the containers' name prefix)."""
+    from globus_compute_endpoint.engines import GlobusComputeEngine
+    from parsl.providers import LocalProvider
+
+    launcher = tmp_path / "launcher.sh"
+    launcher.write_text(LAUNCHER)
+    launcher.chmod(0o755)
+    prefix = f"gardenbuild-test-worker-{uuid.uuid4().hex[:8]}"
+    engine = GlobusComputeEngine(
+        address="127.0.0.1", max_workers_per_node=1, provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1),
+        container_type="custom", job_status_kwargs={"strategy_period": 0.5},  # start the block now, not after 5 s
+        container_cmd_options=f"{launcher} {{EXECUTOR_RUNDIR}} {ref} {prefix} {{EXECUTOR_LAUNCH_CMD}}")
+    engine.start(endpoint_id=uuid.UUID(endpoint), run_dir=str(tmp_path / "endpoint"))
+    return engine, prefix
+
+
+def register_scale(folder: Path, ref: str, http) -> tuple[str, str]:
+    """The fixture's pipeline registered with the real Client (the service mocked): its
+    function id, and the function code as posted."""
+    import globus_sdk
+    from globus_compute_sdk import Client
+    from globus_compute_sdk.serialize import PureSourceTextInspect
+    from globus_sdk.testing import RegisteredResponse
+
+    function_id = str(uuid.uuid4())
+    RegisteredResponse(service="compute", path="/v3/functions", method="POST",
+                       json={"function_uuid": function_id}).add()
+    client = Client(authorizer=globus_sdk.NullAuthorizer(), do_version_check=False,
+                    code_serialization_strategy=PureSourceTextInspect())
+    globus.register(load(folder), ref, client=client)
+    return function_id, json.loads(http.calls[-1].request.body)["function_code"]
+
+
+def stop_executors() -> None:
+    """The SDK Executors `remote` made, and their result watchers, stopped before the broker
+    and the HTTP mocks are."""
+    from globus_compute_sdk.sdk.executor import _RESULT_WATCHERS
+
+    from gardenbuild.consumer import remote
+
+    for executor in remote._EXECUTORS.values():
+        executor.shutdown(wait=True, cancel_futures=True)
+    remote._EXECUTORS.clear()
+    for watcher in list(_RESULT_WATCHERS.values()):
+        watcher.shutdown(wait=True)
+
+
 def _containers(prefix: str) -> list[str]:
     argv = ["buildah", "containers", "--format", "{{.ContainerName}}"]
     out = subprocess.run(argv, capture_output=True, text=True).stdout
@@ -136,11 +185,9 @@ def endpoint_tools_on_path(monkeypatch):
 
 def test_built_garden_runs_on_globus_compute_engine(built, http, tmp_path, endpoint_tools_on_path) -> None:
     import globus_sdk
-    from globus_compute_endpoint.engines import GlobusComputeEngine
     from globus_compute_sdk import Client
     from globus_compute_sdk.serialize import ComputeSerializer, PureSourceTextInspect
     from globus_sdk.testing import RegisteredResponse
-    from parsl.providers import LocalProvider
 
     folder, ref, expected = built
     assert expected == [3.0, 7.5, -12.0]  # FACTOR (a notebook global) * x, as `gardenbuild run` gives it
@@ -159,20 +206,8 @@ def test_built_garden_runs_on_globus_compute_engine(built, http, tmp_path, endpo
     shim = ComputeSerializer().deserialize(buffer)
     assert shim.__name__ == "scale" and ref in shim.__doc__
 
-    launcher = tmp_path / "launcher.sh"
-    launcher.write_text(LAUNCHER)
-    launcher.chmod(0o755)
-    prefix = f"gardenbuild-test-worker-{uuid.uuid4().hex[:8]}"
-    engine = GlobusComputeEngine(
-        address="127.0.0.1",
-        max_workers_per_node=1,
-        provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1),
-        container_type="custom",
-        container_cmd_options=f"{launcher} {{EXECUTOR_RUNDIR}} {ref} {prefix} {{EXECUTOR_LAUNCH_CMD}}",
-        job_status_kwargs={"strategy_period": 0.5},  # start the block now, not after 5 s
-    )
     started = time.perf_counter()
-    engine.start(endpoint_id=uuid.uuid4(), run_dir=str(tmp_path / "endpoint"))
+    engine, prefix = start_engine(tmp_path, ref, str(uuid.uuid4()))
     try:
         first = run_tasks(engine, code, [INPUT])
         cold = time.perf_counter() - started
@@ -257,24 +292,16 @@ def test_a_consumer_calls_the_garden_remotely_through_the_sdk_executor(built, ht
     import pika
     from globus_compute_common import messagepack
     from globus_compute_common.messagepack.message_types import Task
-    from globus_compute_endpoint.engines import GlobusComputeEngine
     from globus_compute_endpoint.engines.base import GCFuture
     from globus_compute_sdk import Client
-    from globus_compute_sdk.serialize import PureSourceTextInspect
     from globus_sdk.testing import RegisteredResponse
-    from parsl.providers import LocalProvider
 
     import gardenbuild
     from gardenbuild.consumer import remote
 
     folder, ref, expected = built
-    function_id, endpoint, group, task_id = (str(uuid.uuid4()) for _ in range(4))
-    RegisteredResponse(service="compute", path="/v3/functions", method="POST",
-                       json={"function_uuid": function_id}).add()
-    client = Client(authorizer=globus_sdk.NullAuthorizer(), do_version_check=False,
-                    code_serialization_strategy=PureSourceTextInspect())
-    globus.register(load(folder), ref, client=client)
-    code = json.loads(http.calls[-1].request.body)["function_code"]
+    endpoint, group, task_id = (str(uuid.uuid4()) for _ in range(3))
+    function_id, code = register_scale(folder, ref, http)
 
     RegisteredResponse(service="compute", path=f"/v3/endpoints/{endpoint}/submit", method="POST", json={
         "request_id": str(uuid.uuid4()), "task_group_id": group, "endpoint_id": endpoint,
@@ -287,7 +314,7 @@ def test_a_consumer_calls_the_garden_remotely_through_the_sdk_executor(built, ht
 
     g = gardenbuild.load(str(folder))
     g._resolved.image_ref, g._resolved.function_ids = ref, {"scale": function_id}  # what publish --globus records
-    monkeypatch.setattr(remote, "_client", lambda: Client(authorizer=globus_sdk.NullAuthorizer(), do_version_check=False))
+    monkeypatch.setattr(remote, "logged_in_client", lambda: Client(authorizer=globus_sdk.NullAuthorizer(), do_version_check=False))
     future = g.scale.submit(x=INPUT["x"], endpoint=endpoint, container_type="podman")
     deadline = time.monotonic() + 30
     while not any(c.request.url.endswith("/submit") for c in http.calls):
@@ -298,15 +325,7 @@ def test_a_consumer_calls_the_garden_remotely_through_the_sdk_executor(built, ht
     assert body["result_serializers"] == ["globus_compute_sdk.serialize.concretes.JSONData"]
     [args_buffer] = body["tasks"][function_id]
 
-    launcher = tmp_path / "launcher.sh"
-    launcher.write_text(LAUNCHER)
-    launcher.chmod(0o755)
-    prefix = f"gardenbuild-test-worker-{uuid.uuid4().hex[:8]}"
-    engine = GlobusComputeEngine(
-        address="127.0.0.1", max_workers_per_node=1, provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1),
-        container_type="custom", job_status_kwargs={"strategy_period": 0.5},
-        container_cmd_options=f"{launcher} {{EXECUTOR_RUNDIR}} {ref} {prefix} {{EXECUTOR_LAUNCH_CMD}}")
-    engine.start(endpoint_id=uuid.UUID(endpoint), run_dir=str(tmp_path / "endpoint"))
+    engine, _ = start_engine(tmp_path, ref, endpoint)
     try:
         done = GCFuture(gc_task_id=uuid.UUID(task_id))
         engine.submit(done, messagepack.pack(Task(task_id=uuid.UUID(task_id), task_buffer=code + args_buffer)),
@@ -319,10 +338,110 @@ def test_a_consumer_calls_the_garden_remotely_through_the_sdk_executor(built, ht
     try:
         assert remote.wait(future, "scale", timeout=60) == expected == [3.0, 7.5, -12.0]
     finally:
-        from globus_compute_sdk.sdk.executor import _RESULT_WATCHERS
+        stop_executors()
 
-        for executor in remote._EXECUTORS.values():
-            executor.shutdown(wait=True, cancel_futures=True)
-        remote._EXECUTORS.clear()
-        for watcher in list(_RESULT_WATCHERS.values()):  # stopped before the broker and the mocks are
-            watcher.shutdown(wait=True)
+
+# ---- a hub benched on an endpoint -----------------------------------------------------------------
+
+def test_a_hub_benches_its_member_on_an_endpoint(built, http, rabbitmq, tmp_path, endpoint_tools_on_path,
+                                                 monkeypatch, base_image, build_cache) -> None:
+    """`gardenbuild bench HUB --endpoint UUID`: the member's registered function is called
+    through the SDK's Executor, every batch submitted at once; the test plays the service (each
+    submitted task handed to the real endpoint engine, whose workers run in the garden's image;
+    each result put on the task group's queue of a real RabbitMQ). The score equals one
+    computed here from the same numbers; a second bench submits nothing."""
+    import hashlib
+    import threading
+
+    import globus_sdk
+    import numpy as np
+    import pika
+    from globus_compute_common import messagepack
+    from globus_compute_common.messagepack.message_types import Task
+    from globus_compute_endpoint.engines.base import GCFuture
+    from globus_compute_sdk import Client
+    from globus_sdk.testing import RegisteredResponse
+
+    from gardenbuild.catalog import Catalog
+    from gardenbuild.consumer import remote
+
+    monkeypatch.setenv("GARDENBUILD_CACHE", str(build_cache))
+    folder, ref, _ = built
+    endpoint = str(uuid.uuid4())
+    function_id, code = register_scale(folder, ref, http)
+    summary = json.loads((folder / ".gardenbuild" / "build.json").read_text())
+    catalog = Catalog()  # what `publish --globus --registry` records for this build
+    pub = catalog.publication("it-globus", "0.1.0", summary["image_id"])
+    pub.image_ref, pub.function_ids = ref, {"scale": function_id}
+    catalog.save(pub)
+
+    data = {"x": [1.0, 2.5, -4.0, 0.5], "y": [3.2, 7.5, -11.8, 1.4]}
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    raw = json.dumps(data).encode()
+    (hub / "data.json").write_bytes(raw)
+    (hub / "Hubfile.toml").write_text(
+        f'[hub]\nname = "scaling"\ntitle = "Scaling"\n[contract]\npipeline = "scale"\ninput = "x"\n'
+        f'[data]\nfile = "data.json"\nsha256 = "{hashlib.sha256(raw).hexdigest()}"\ninput = "x"\nreference = "y"\n'
+        f'batch = 2\n[[metric]]\nname = "mae"\n[[metric]]\nname = "rmse"\n[[member]]\nref = "{folder}"\nname = "scale"\n')
+
+    engine, _ = start_engine(tmp_path, ref, endpoint)
+
+    submitted: list[dict] = []
+    workers: list[threading.Thread] = []
+
+    def run_and_deliver(task_id: str, buffer: str, group: str, serializers: list[str]) -> None:
+        done = GCFuture(gc_task_id=uuid.UUID(task_id))
+        engine.submit(done, messagepack.pack(Task(task_id=uuid.UUID(task_id), task_buffer=code + buffer)),
+                      resource_specification={}, result_serializers=serializers)
+        packed = done.result(timeout=180)
+        connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
+        connection.channel().basic_publish(exchange="", routing_key=f"gardenbuild-test.{group}", body=packed)
+        connection.close()
+
+    def submit(request):  # the service: a task id per task, each run on the endpoint, its result queued
+        body = json.loads(request.body)
+        submitted.append(body)
+        group = body.get("task_group_id") or str(uuid.uuid4())
+        connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
+        connection.channel().queue_declare(queue=f"gardenbuild-test.{group}")
+        connection.close()
+        tasks = {fid: [str(uuid.uuid4()) for _ in buffers] for fid, buffers in body["tasks"].items()}
+        for fid, buffers in body["tasks"].items():
+            for task_id, buffer in zip(tasks[fid], buffers):
+                workers.append(threading.Thread(target=run_and_deliver, daemon=True,
+                                                args=(task_id, buffer, group, body["result_serializers"])))
+                workers[-1].start()
+        return 200, {}, json.dumps({"request_id": str(uuid.uuid4()), "task_group_id": group,
+                                    "endpoint_id": endpoint, "tasks": tasks})
+
+    base = globus_sdk.config.get_service_url("compute").rstrip("/")
+    http.add_callback(http.POST, f"{base}/v3/endpoints/{endpoint}/submit", callback=submit,
+                      content_type="application/json")
+    RegisteredResponse(service="compute", path="/v2/get_amqp_result_connection_url", method="GET",
+                       json={"connection_url": rabbitmq, "queue_prefix": "gardenbuild-test."}).add()
+    monkeypatch.setattr(remote, "logged_in_client",
+                        lambda: Client(authorizer=globus_sdk.NullAuthorizer(), do_version_check=False))
+    try:
+        out = json.loads(cli("bench", str(hub), "--endpoint", endpoint, "--container-type", "podman",
+                             "--base-image", base_image, "--json"))
+        again = json.loads(cli("bench", str(hub), "--endpoint", endpoint, "--container-type", "podman",
+                               "--base-image", base_image, "--json"))
+    finally:
+        stop_executors()
+        engine.shutdown()
+        for worker in workers:
+            worker.join(timeout=60)
+
+    [score] = out["scores"]
+    assert score["error"] is None, score["error"]
+    predicted, reference = 3.0 * np.array(data["x"]), np.array(data["y"])
+    assert score["metrics"] == pytest.approx({"mae": np.mean(np.abs(predicted - reference)),
+                                              "rmse": np.sqrt(np.mean((predicted - reference) ** 2))}, abs=1e-6)
+    tasks = [buffer for body in submitted for buffer in body["tasks"][function_id]]
+    assert len(tasks) == 2, "one task per batch of two inputs"
+    assert {body["user_endpoint_config"]["container_uri"] for body in submitted} == {ref}  # the pinned image
+    assert {body["user_endpoint_config"]["container_type"] for body in submitted} == {"podman"}
+    [cached] = again["scores"]
+    assert cached["cached"] and cached["metrics"] == score["metrics"]
+    assert len([buffer for body in submitted for buffer in body["tasks"][function_id]]) == 2, "nothing resubmitted"

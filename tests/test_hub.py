@@ -121,15 +121,21 @@ def bench_of(hub_dir: Path, behaviours: dict, catalog: Catalog, images: dict | N
         r.image = (images or {}).get(name, r.image)
         return r
 
-    def call(resolved, pipeline, payload):
+    def call(resolved, pipeline, arguments):
         calls.append(resolved.name)
-        x = json.loads(payload)["x"]
-        how = behaviours[resolved.name]
-        if how == "raises":
-            raise PipelineError("pipeline 'predict' raised ValueError: bad\nTraceback ...")
-        if how == "short":
-            return [1.0]
-        return [2 * v for v in x]
+        out = []
+        for batch in arguments:
+            x = batch["x"]
+            how = behaviours[resolved.name]
+            if how == "raises":
+                raise PipelineError("pipeline 'predict' raised ValueError: bad\nTraceback ...")
+            if how == "short":
+                out.append([1.0])
+            elif how == "interval":  # a model that states a 90% interval of half-width 1
+                out.append([{"mean": 2 * v, "lower": 2 * v - 1, "upper": 2 * v + 1, "level": 0.9} for v in x])
+            else:
+                out.append([2 * v for v in x])
+        return out
 
     return Bench(hub, catalog=catalog, resolve=resolve, call=call, reporter=Recorder(), jobs=2), calls
 
@@ -165,6 +171,68 @@ def test_scores_errors_and_the_cache(tmp_path):
     assert [s.member for s in only.run(only="short", fresh=True)] == ["good", "raises", "short", "mismatch",
                                                                         "unresolvable"]
     assert calls == ["short"]
+
+
+def test_a_member_that_states_intervals_shows_its_uncertainty(tmp_path):
+    from gardenbuild.hub.page import context, render
+
+    hub = write_hub(tmp_path / "hub", ["point", "interval"], extra="batch = 3\n")
+    catalog = Catalog(tmp_path / "c.sqlite")
+    bench, _ = bench_of(hub, {"point": "ok", "interval": "interval"}, catalog)
+    scores = {s.member: s for s in bench.run()}
+    # |2x - y| for y = 2, 4.5, 5.5, 8: 0, 0.5, 0.5, 0: all four inside +-1
+    assert scores["interval"].uncertainty == {"level": 0.9, "coverage": 1.0, "width": 2.0}
+    assert scores["point"].uncertainty is None
+    assert scores["interval"].metrics == scores["point"].metrics  # the point metrics read the mean
+    kept = catalog.scores("tiny")
+    assert kept["interval"]["uncertainty"] == {"level": 0.9, "coverage": 1.0, "width": 2.0}
+    html = render(context(load(hub).spec.model_dump(), 4, leaderboard(load(hub), list(scores.values())), pages={},
+                          hub_ref="hub"))
+    assert "uncertainty</th>" in html and "90% intervals\n    hold 100%" in html and "mean width 2" in html
+    assert "point predictions" in html
+    plain = render(context(load(hub).spec.model_dump(), 4, [scores["point"]], pages={}, hub_ref="hub"))
+    assert "uncertainty</th>" not in plain  # no column when no member states an interval
+
+
+def test_a_catalog_of_schema_2_gets_the_uncertainty_column(tmp_path):
+    import sqlite3
+
+    from gardenbuild.catalog import SCHEMA_VERSION
+
+    path = tmp_path / "c.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript("""
+            CREATE TABLE scores (hub TEXT NOT NULL, member TEXT NOT NULL, ref TEXT NOT NULL, key TEXT NOT NULL,
+                garden TEXT, version TEXT, image_id TEXT, digest TEXT, data_sha256 TEXT NOT NULL,
+                metrics TEXT NOT NULL DEFAULT '{}', seconds REAL, error TEXT, scored TEXT NOT NULL,
+                PRIMARY KEY (hub, member));
+            INSERT INTO scores VALUES ('h', 'm', 'r', 'k', 'g', '1', 'i', NULL, 's', '{"mae": 0.5}', 1.0, NULL, 't');
+            PRAGMA user_version = 2;""")
+    catalog = Catalog(path)
+    assert catalog.scores("h")["m"]["metrics"] == {"mae": 0.5} and catalog.scores("h")["m"]["uncertainty"] is None
+    catalog.record_score("h", "m", uncertainty={"level": 0.9, "coverage": 0.8, "width": 1.0})
+    assert catalog.scores("h")["m"]["uncertainty"]["coverage"] == 0.8
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_on_an_endpoint_a_member_not_registered_gets_an_entry_and_a_bad_id_stops_the_run(tmp_path):
+    import uuid
+
+    from gardenbuild.consumer import remote
+    from gardenbuild.consumer.refs import parse
+    from gardenbuild.consumer.resolve import Resolved
+
+    hub_dir = write_hub(tmp_path / "hub", ["unregistered"])
+    resolved = Resolved(parse("unregistered==1"), {"meta": {"name": "unregistered", "version": "1"},
+                                                   **fake_resolved("unregistered").card}, digest="sha256:" + "a" * 64)
+    bench = Bench(load(hub_dir), catalog=Catalog(tmp_path / "c.sqlite"), resolve=lambda ref: resolved,
+                  call=lambda r, p, calls: remote.call_all(r, p, calls, endpoint=str(uuid.uuid4()), client=object()),
+                  reporter=Recorder())
+    [score] = bench.run()
+    assert score.error == "unregistered's pipeline predict is not registered with Globus Compute"
+    code, out, err = cli("bench", str(hub_dir), "--endpoint", "not-a-uuid")
+    assert code == 2 and "endpoint 'not-a-uuid' is not a Globus Compute endpoint id" in err and "Traceback" not in err
 
 
 # ---- real gardens --------------------------------------------------------------------------------

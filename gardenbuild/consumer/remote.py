@@ -25,7 +25,8 @@ class RemoteError(GardenError):
     """A Globus Compute task failed, or the service refused it."""
 
 
-def _client() -> Any:
+def logged_in_client() -> Any:
+    """A Compute client of the logged-in user (or service account); a clear error without one."""
     from gardenbuild.publish import auth, globus
 
     app = auth.make_app()
@@ -58,9 +59,16 @@ def executor(endpoint: str, config: dict[str, str], client: Any = None) -> Any:
 
     key = (endpoint, json.dumps(config, sort_keys=True), str(id(client)) if client is not None else "")
     if key not in _EXECUTORS:
-        _EXECUTORS[key] = Executor(endpoint_id=endpoint, client=client or _client(), user_endpoint_config=config,
+        _EXECUTORS[key] = Executor(endpoint_id=endpoint, client=client or logged_in_client(), user_endpoint_config=config,
                                    result_serializers=[JSONData()], serializer=serializer())
     return _EXECUTORS[key]
+
+
+def target_endpoint(endpoint: str) -> str:
+    if not _UUID.match(endpoint or ""):
+        raise UserError(f"endpoint {endpoint!r} is not a Globus Compute endpoint id (a UUID)",
+                        hint="`globus-compute-endpoint list` on the cluster shows its endpoints' ids")
+    return endpoint
 
 
 def target(resolved: Resolved, pipeline: str, endpoint: str, container_type: str) -> tuple[str, dict[str, str]]:
@@ -68,9 +76,7 @@ def target(resolved: Resolved, pipeline: str, endpoint: str, container_type: str
     from gardenbuild.publish.globus import user_endpoint_config
 
     resolved.pipeline(pipeline)
-    if not _UUID.match(endpoint or ""):
-        raise UserError(f"endpoint {endpoint!r} is not a Globus Compute endpoint id (a UUID)",
-                        hint="`globus-compute-endpoint list` on the cluster shows its endpoints' ids")
+    target_endpoint(endpoint)
     function_id = resolved.function_ids.get(pipeline)
     if not function_id:
         raise UserError(f"{resolved.name}'s pipeline {pipeline} is not registered with Globus Compute",
@@ -93,6 +99,19 @@ def submit(resolved: Resolved, pipeline: str, arguments: dict[str, Any], *, endp
         raise
     except Exception as exc:  # noqa: BLE001 - SDK and HTTP errors alike are translated
         raise translate(exc, None, f"submitting {pipeline} to endpoint {endpoint}") from None
+
+
+def call_all(resolved: Resolved, pipeline: str, calls: list[dict[str, Any]], *, endpoint: str,
+             container_type: str = "docker", timeout: float | None = None, client: Any = None) -> list[Any]:
+    """Every call submitted at once (the SDK's Executor batches them into few requests, and
+    the endpoint runs them side by side), then each result in order; the first failure raises."""
+    futures = [submit(resolved, pipeline, arguments, endpoint=endpoint, container_type=container_type, client=client)
+               for arguments in calls]
+    try:
+        return [wait(future, pipeline, timeout) for future in futures]
+    finally:
+        for future in futures:
+            future.cancel()  # the ones not waited for, after a failure: no result is read for them
 
 
 def wait(future: Future, pipeline: str, timeout: float | None = None) -> Any:

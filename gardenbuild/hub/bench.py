@@ -3,7 +3,8 @@
 Each member is resolved as the consumer side resolves any reference (a folder is built
 first: a build whose inputs did not change is a no-op), checked against the contract,
 then called in its own confined container with no network (or through its running
-`gardenbuild serve`), members in parallel up to the cores. A score is keyed by what it
+`gardenbuild serve`), members in parallel up to the cores; or on a Globus Compute endpoint
+through each member's registered function, all batches submitted at once. A score is keyed by what it
 depends on (the member's image, the data's sha256, the contract, the metrics, the
 batching): a key already scored is not computed again. A member that fails (it raises,
 runs out of time, returns the wrong shape, does not fit the contract) gets an entry that
@@ -22,11 +23,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gardenbuild.errors import GardenError
-from gardenbuild.hub.metrics import BUILTIN, MetricError
+from gardenbuild.hub.metrics import BUILTIN, MetricError, uncertainty
 from gardenbuild.hub.spec import Hub
 
 #: Part of every score's key: a change to how scores are computed re-scores everything.
-SCORING = 1
+SCORING = 2  # 2: the uncertainty summary
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Score:
     image_id: str | None = None
     digest: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    uncertainty: dict[str, float] | None = None  # see `metrics.uncertainty`
     seconds: float | None = None
     error: str | None = None
     cached: bool = False
@@ -136,7 +138,8 @@ class Bench:
     hub: Hub
     catalog: Any
     resolve: Callable[[str], Any]  # ref -> gardenbuild.consumer.resolve.Resolved (built, local)
-    call: Callable[[Any, str, bytes], Any]  # (resolved, pipeline, payload) -> the JSON result
+    #: (resolved, pipeline, the arguments of each call) -> each call's JSON result, in order
+    call: Callable[[Any, str, list[dict[str, Any]]], list[Any]]
     reporter: Any
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     resolved: dict[str, Any] = field(default_factory=dict)  # member name -> what it resolved to, after `run`
@@ -171,7 +174,7 @@ class Bench:
                 score.error = f"does not fit the contract: {problem}"
                 done.append(self._keep(score))
                 continue
-            score.key = score_key(self.hub, resolved.image or "")
+            score.key = score_key(self.hub, resolved.image or resolved.digest or "")
             row = known.get(name)
             if not fresh and row and row["key"] == score.key and not row["error"]:
                 done.append(from_row(row, cached=True))
@@ -191,10 +194,12 @@ class Bench:
         started = time.monotonic()
         predicted: list[Any] = []
         try:
-            for batch in batches(self.hub.inputs, self.hub.spec.data.batch):
-                payload = json.dumps({contract.input: batch}).encode()
-                predicted += check_predictions(self.call(resolved, contract.pipeline, payload), len(batch))
+            parts = batches(self.hub.inputs, self.hub.spec.data.batch)
+            for batch, result in zip(parts, self.call(resolved, contract.pipeline,
+                                                      [{contract.input: batch} for batch in parts]), strict=True):
+                predicted += check_predictions(result, len(batch))
             score.metrics = compute(self.hub, predicted, self.run_metric)
+            score.uncertainty = uncertainty(predicted, self.hub.reference)
         except (GardenError, MetricError) as exc:
             message = exc.message if isinstance(exc, GardenError) else str(exc)
             score.error = message.splitlines()[0] if message else type(exc).__name__
@@ -207,7 +212,8 @@ class Bench:
     def _keep(self, score: Score) -> Score:
         self.catalog.record_score(self.hub.name, score.member, ref=score.ref, key=score.key, garden=score.garden,
                                   version=score.version, image_id=score.image_id, digest=score.digest,
-                                  data_sha256=self.hub.spec.data.sha256, metrics=score.metrics, seconds=score.seconds,
+                                  data_sha256=self.hub.spec.data.sha256, metrics=score.metrics,
+                                  uncertainty=score.uncertainty, seconds=score.seconds,
                                   error=score.error)
         return score
 
@@ -215,7 +221,7 @@ class Bench:
 def from_row(row: dict[str, Any], cached: bool = False) -> Score:
     """A score as the catalog keeps it."""
     return Score(row["member"], row["ref"], row["garden"], row["version"], row["image_id"], row["digest"],
-                 row["metrics"], row["seconds"], row["error"], cached, row["key"])
+                 row["metrics"], row.get("uncertainty"), row["seconds"], row["error"], cached, row["key"])
 
 
 def leaderboard(hub: Hub, scores: list[Score]) -> list[Score]:

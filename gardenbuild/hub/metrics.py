@@ -92,6 +92,17 @@ def calibration_error(predicted: Sequence[Any], reference: Sequence[Any]) -> flo
     return abs(coverage(predicted, reference) - nominal)
 
 
+def uncertainty(predicted: Sequence[Any], reference: Sequence[Any]) -> dict[str, float] | None:
+    """What a model that states its uncertainty claims and achieves: the intervals' nominal
+    level, the share of reference values they hold, their mean width; None for point predictions."""
+    if not predicted or not all(isinstance(v, dict) and "lower" in v and "upper" in v for v in predicted):
+        return None
+    intervals = _intervals(predicted)
+    return {"level": round(sum(level for _, _, level in intervals) / len(intervals), 6),
+            "coverage": round(coverage(predicted, reference), 6),
+            "width": round(sum(hi - lo for lo, hi, _ in intervals) / len(intervals), 6)}
+
+
 BUILTIN: dict[str, Callable[[Sequence[Any], Sequence[Any]], float]] = {
     "mae": mae, "rmse": rmse, "r2": r2, "accuracy": accuracy, "f1": f1, "coverage": coverage,
     "calibration_error": calibration_error,

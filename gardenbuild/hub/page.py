@@ -29,6 +29,7 @@ def context(spec: Mapping[str, Any], rows: int, scores: list[Score], *, pages: M
                 "higher": higher_is_better(m)} for m in spec["metric"]]
     return {"hub": spec["hub"], "contract": spec["contract"], "data": spec["data"], "rows": rows,
             "members": len(spec["member"]), "hub_ref": hub_ref, "metrics": metrics, "back": back,
+            "uq": any(s.uncertainty for s in scores),
             "scores": [{**asdict(s), "page": pages.get(s.member), "title": (titles or {}).get(s.member)}
                        for s in scores]}
 
