@@ -375,7 +375,9 @@ def gb_build(garden: Path, cache: Path, *extra_args: str, **extra_env: str) -> d
     log = "\n".join(line for _, line in lines)
     out: dict[str, Any] = {
         "seconds": seconds, "image": data["image"], "env_image": data["env_image"],
-        "steps": {s["id"]: {"cached": s["cached"], "seconds": s["seconds"]} for s in data["steps"]},
+        "steps": {s["id"]: {"cached": s["cached"], "seconds": s["seconds"], "phases": s.get("phases", [])}
+                  for s in data["steps"]},
+        "build_phases": data.get("phases", []),
         "cache_hits": len(re.findall(r"Using cache", log)), "phases": gb_phases(lines, seconds),
     }
     m = re.search(r"gardenbuild: ran \d+ code cells in ([0-9.]+) s", log)
@@ -415,6 +417,52 @@ def usual_run(tag: str) -> dict[str, float]:
     inner = json.loads(line.split(" ", 1)[1])
     return {"total_s": total, "load_s": inner["load_s"], "call_s": inner["call_s"],
             "container_s": max(total - inner["load_s"] - inner["call_s"], 0.0)}
+
+
+def floor(work: Path, lock: Any, store: Any, load_s: float) -> dict[str, Any]:
+    """The least each part of a build costs here, done directly: uv installing the locked
+    wheels into an empty venv on the host (then compiling its bytecode), those files written
+    as one layer tar, an empty container started, run, committed and removed, and (from the
+    call figures) loading the session."""
+    from gardenbuild.backends.deps import find_uv, lock_text
+
+    out: dict[str, Any] = {}
+    house = work / "floor-wheels"
+    house.mkdir()
+    for pin in lock.packages:
+        os.link(store.path_for(pin), house / store.path_for(pin).name)
+    (work / "floor-requirements.txt").write_text(lock_text(list(lock.packages)))
+    venv = work / "floor-venv"
+    uv = find_uv()
+    env = {**os.environ, "UV_NO_CONFIG": "1"}
+    out["uv_venv_s"], _ = sh([uv, "venv", "--no-cache", "--quiet", "--python", "python3.11", venv], env=env)
+    out["uv_install_s"], _ = sh([uv, "pip", "install", "--quiet", "--offline", "--no-index", "--no-cache",
+                                 "--find-links", house, "--require-hashes", "--no-deps", "--python", venv / "bin/python",
+                                 "-r", work / "floor-requirements.txt"], env=env)
+    out["compileall_s"], _ = sh([venv / "bin/python", "-m", "compileall", "-qq", "-j", "0",
+                                 "--invalidation-mode", "unchecked-hash", venv / "lib"], check=False)
+    out["tar_s"], _ = sh(["tar", "-cf", work / "floor-layer.tar", "-C", venv, "."])
+    out["tar_bytes"] = (work / "floor-layer.tar").stat().st_size
+    (work / "floor-layer.tar").unlink()
+    started = time.perf_counter()
+    out["from_s"], proc = sh(["buildah", "from", "--pull=never", "--quiet", GB_BASE])
+    ctr = proc.stdout.decode().strip()
+    try:
+        out["run_true_s"], _ = sh(["buildah", "run", "--isolation", "chroot", ctr, "--", "true"])
+        out["commit_s"], proc = sh(["buildah", "commit", "--quiet", "--timestamp", "0", ctr])
+        image = proc.stdout.decode().strip()
+    finally:
+        out["rm_s"], _ = sh(["buildah", "rm", ctr], check=False)
+    out["empty_container_s"] = time.perf_counter() - started
+    sh(["buildah", "rmi", image], check=False)
+    out["session_load_s"] = load_s
+    return out
+
+
+def phase_line(phases: list[dict[str, Any]], width: int = 8) -> str:
+    """A step's phases in one line: the biggest first, as `name seconds`."""
+    top = sorted(phases, key=lambda p: -p["seconds"])[:width]
+    return ", ".join(f"{p['name'][:38]} {p['seconds']:.2f}" for p in top)
 
 
 def medians(samples: list[dict[str, float]]) -> dict[str, float]:
@@ -503,6 +551,13 @@ def run_bench(args: argparse.Namespace, work: Path, run_id: str) -> dict[str, An
         say("cold usual build (buildah bud --layers, empty layer cache, wheels local)")
         r["usual_cold"].append(usual_build(usual, usual_tag))
     gb_cold = r["gb_cold"][-1]
+    # Sizes (layer bytes as the manifests list them), before later builds trim the garden's
+    # older images.
+    r["sizes"] = {"gb_image": image_size(gb_cold["image"]), "gb_env": image_size(gb_cold["env_image"]),
+                  "gb_base": image_size(gb_base), "gb_base_original": image_size(GB_BASE),
+                  "usual_image": image_size(usual_tag), "usual_base": image_size(usual_base),
+                  "usual_base_original": image_size(USUAL_BASE)}
+
 
     # 3. No-op rebuilds (alternating, so a busy spell on the machine hits both).
     say(f"no-op rebuilds x{args.repeat}")
@@ -534,12 +589,6 @@ def run_bench(args: argparse.Namespace, work: Path, run_id: str) -> dict[str, An
     usual2 = usual_context(work / "usual-second", second, wheel_files, list(lock.requirements), usual_base)
     r["usual_second"] = usual_build(usual2, f"localhost/bench/usual-sol2:{run_id}")
 
-    # 6. Sizes (layer bytes as the manifests list them).
-    r["sizes"] = {"gb_image": image_size(gb_cold["image"]), "gb_env": image_size(gb_cold["env_image"]),
-                  "gb_base": image_size(gb_base), "gb_base_original": image_size(GB_BASE),
-                  "usual_image": image_size(usual_tag), "usual_base": image_size(usual_base),
-                  "usual_base_original": image_size(USUAL_BASE)}
-
     # 7. One call in a fresh container, alternating.
     say(f"call latency x{args.repeat}")
     gb_runs, usual_runs = [], []
@@ -548,6 +597,10 @@ def run_bench(args: argparse.Namespace, work: Path, run_id: str) -> dict[str, An
         usual_runs.append(usual_run(usual_tag))
     r["gb_run"] = {"median": medians(gb_runs), "samples": gb_runs}
     r["usual_run"] = {"median": medians(usual_runs), "samples": usual_runs}
+
+    # 8. The floor: what the same work costs at the least on this machine.
+    say("the floor: uv into an empty venv, the env's bytes as a tar, an empty container, a session load")
+    r["floor"] = floor(work, lock, store, r["gb_run"]["median"]["load_s"])
 
     r["load_end"] = os.getloadavg()
     r["buildah_procs_end"] = other_buildahs()
@@ -633,6 +686,23 @@ def table(r: dict[str, Any]) -> str:
     row("  session load", fmt_s(gr["load_s"], 2), fmt_s(ur["load_s"], 2), fmt_s(ref["run_load_s"], 2))
     row("  the call", fmt_s(gr["call_s"], 3), fmt_s(ur["call_s"], 3), fmt_s(ref["run_call_s"], 3))
     row("  `gardenbuild run` command, wall", fmt_s(gr["cli_s"], 2))
+    f = r.get("floor")
+    if f:
+        lines += ["", "the floor on this machine (the same work done directly) beside gardenbuild's phases:"]
+        env_phases = gc[-1]["steps"]["build-env"]["phases"]
+        row("  uv venv + install locked wheels (host)", fmt_s(f["uv_venv_s"] + f["uv_install_s"], 2))
+        row("  + bytecode of every package", fmt_s(f["compileall_s"], 2))
+        row(f"  the venv as one tar ({mb(f['tar_bytes'])})", fmt_s(f["tar_s"], 2))
+        row("  empty container: from/run/commit/rm", "/".join(f"{f[k]:.2f}" for k in
+                                                            ("from_s", "run_true_s", "commit_s", "rm_s")) + " s")
+        row("  session load (one call)", fmt_s(f["session_load_s"], 2))
+        lines.append(f"  cold build-env phases: {phase_line(env_phases)}")
+        last = ge[-1]["steps"]
+        for step in ("execute-notebook", "test", "build-api"):
+            if not last[step]["cached"]:
+                lines.append(f"  edit {step} ({last[step]['seconds']:.2f} s): {phase_line(last[step]['phases'])}")
+        top = ge[-1].get("build_phases") or []
+        lines.append("  edit, whole command: " + ", ".join(f"{p['name']} {p['seconds']:.2f}" for p in top))
     if r["usual_base"]["made"]:
         lines.append(f"(made {USUAL_BASE} first, {r['usual_base']['seconds']:.0f} s; later runs reuse it)")
     lines.append(f"bench wall time {r['bench_s']:.0f} s")

@@ -384,6 +384,15 @@ def test_a_remade_local_base_rebuilds_the_environment_without_touching_the_lock(
     lock = (garden / "Gardenfile.lock").read_text()
     assert "base_digest" not in lock.split("[[package]]")[0].replace("# no base_digest", "")
     assert f"{name}@{first}" in (garden / ".gardenbuild" / "Containerfile.env").read_text()
+    # On a new base every step runs: each says where its time went (`build --json`, `-v`).
+    summary = json.loads(out)
+    steps = {s["id"]: s for s in summary["steps"]}
+    for bud in ("build-env", "execute-notebook", "build-api"):
+        names = [p["name"] for p in steps[bud]["phases"]]
+        assert {"buildah start", "commit"} <= set(names) and any(n.startswith("STEP ") for n in names), names
+        assert sum(p["seconds"] for p in steps[bud]["phases"]) <= steps[bud]["seconds"] + 0.05
+    assert [p["name"] for p in summary["phases"]] == ["check the stamp, load, lock and plan", "steps",
+                                                      "record: catalog, old images, stamp"]
     second = remake("two")
     assert second != first
     code, out, err = cli("build", str(garden), "--base-image", name, "--json")
@@ -469,8 +478,10 @@ def test_the_notebook_output_is_kept_and_a_new_test_runs_only_the_test_step(base
     gardenfile.write_text(gardenfile.read_text() + "[[pipeline.test]]\ninput = { x = 2 }\nexpected = 4\n")
     code, out, err = cli("build", str(garden), "--base-image", base_image, "--json")
     assert code == 0, err
-    ran = [s["id"] for s in json.loads(out)["steps"] if not s["cached"]]
+    steps = {s["id"]: s for s in json.loads(out)["steps"]}
+    ran = [s for s in steps if not steps[s]["cached"]]
     assert ran == ["test", "build-api", "emit-artifacts"]  # the notebook did not run again
+    assert "session load" in [p["name"] for p in steps["test"]["phases"]]  # so the tests got a container
     code, out, err = cli("test", str(garden))
     assert (code, out) == (0, "1 passed, 0 failed\n")
 
@@ -485,9 +496,32 @@ def test_the_notebook_output_is_kept_and_a_new_test_runs_only_the_test_step(base
         edit(n)
         code, out, err = cli("build", str(garden), "--base-image", base_image, "--json")
         assert code == 0, err
-        assert "execute-notebook" in [s["id"] for s in json.loads(out)["steps"] if not s["cached"]]
+        steps = {s["id"]: s for s in json.loads(out)["steps"]}
+        assert not steps["execute-notebook"]["cached"]
+        # The tests ran in the notebook's step, right after the session was saved: no container of their own.
+        assert [p["name"].split(" (")[0] for p in steps["test"]["phases"]] == ["ran in the notebook's step"]
+    assert json.loads((garden / ".gardenbuild" / "test-report.json").read_text())["cases"][0]["passed"]
     assert len(tags("it-kept")) == 2
     edit(3)  # edited, not built
     code, out, err = cli("run", str(garden), "double", "--input", '{"x": 1}')
     assert (code, out) == (0, "2\n")
     assert "warning: model.ipynb changed since the image was built: this calls the image of the earlier version" in err
+
+
+def test_tests_that_write_into_the_image_run_in_a_container_of_their_own(base_image, tmp_path):
+    """The tests run in the notebook's step, so what they write would be committed with it:
+    a test that writes gets the notebook run again without them, then a container."""
+    cells = ["from gardenbuild import garden_pipeline\n",
+             "@garden_pipeline\ndef double(x: float) -> float:\n"
+             "    open('called.txt', 'w').write('a pipeline call wrote this')\n    return 2 * x\n"]
+    garden = write_garden(tmp_path / "writes", cells, [], name="it-writes",
+                          tables='[[pipeline]]\nname = "double"\n[[pipeline.test]]\ninput = { x = 2 }\nexpected = 4\n')
+    code, out, err = cli("build", str(garden), "--base-image", base_image, "--json")
+    assert code == 0, err
+    assert "warning: the pipeline tests wrote /garden/src/called.txt, which must not go into the image" in err
+    assert "running the notebook again without them" in err
+    summary = json.loads(out)
+    test = next(s for s in summary["steps"] if s["id"] == "test")
+    assert "session load" in [p["name"] for p in test["phases"]] and summary["tests"][0]["passed"]
+    listing = Buildah().run(summary["image_id"], ["ls", "/garden/src"]).stdout.decode().split()
+    assert "called.txt" not in listing and "model.ipynb" in listing

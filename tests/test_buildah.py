@@ -472,3 +472,13 @@ def test_push_returns_the_registry_digest(tmp_path, base_image, buildah, registr
     seen = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--format", "{{.Digest}}", dest],
                           capture_output=True, text=True, check=True).stdout.strip()
     assert seen == digest
+
+
+@pytest.mark.integration
+def test_images_read_from_storage_are_the_ones_buildah_lists(tmp_path, base_image, buildah, tag):
+    ctx = _containerfile(tmp_path, f"FROM {base_image}\nLABEL probe={uuid.uuid4().hex}\n")
+    image_id = buildah.bud(ctx / "Containerfile", ctx, tag=tag)
+    prefix = (tag.rsplit(":", 1)[0],)
+    listed, stored = buildah.images(prefix), buildah.images(prefix, sized=False)
+    assert {i["id"]: sorted(i["names"]) for i in stored} == {i["id"]: sorted(i["names"]) for i in listed}
+    assert image_id in {i["id"] for i in stored} and all(i["size"] is None for i in stored)

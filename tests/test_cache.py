@@ -49,7 +49,7 @@ class FakeBackend:
         names, self.left = [c["name"] for c in self.left], []
         return names
 
-    def images(self, prefixes=("",)) -> list[dict]:
+    def images(self, prefixes=("",), sized=True) -> list[dict]:
         return [dict(i, names=list(i["names"])) for i in self.images_.values()
                 if any(n.startswith(tuple(prefixes)) for n in i["names"])]
 

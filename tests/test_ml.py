@@ -123,7 +123,7 @@ def test_a_cuda_garden_takes_the_flavors_cuda_packages_and_says_so(tmp_path):
     cpu = load(one_pipeline(tmp_path / "cpu", flavor="torch"))
     cuda = load(one_pipeline(tmp_path / "cuda", flavor="torch", environment='accelerator = "cuda"'))
     assert cuda.indexes == () and cpu.indexes == ("https://download.pytorch.org/whl/cpu",)
-    context = plan(cuda, inputs_for(cuda)).step("render-garden").params["context"]
+    context = plan(cuda, inputs_for(cuda)).step("build-api").params["context"]
     assert context["labels"]["dev.gardenbuild.accelerator"] == "cuda"
     with pytest.raises(ConfigError, match=r"environment.accelerator: flavor 'sklearn' has no cuda build; "
                                           r"flavor 'sklearn' offers: cpu"):

@@ -685,12 +685,18 @@ class Buildah:
             raise CommandError(f"buildah pull {ref} printed no image id", [*argv, ref], "\n".join(lines[-5:]))
         return ids[-1]
 
-    def images(self, prefixes: Sequence[str] = ("",)) -> list[dict]:
+    def images(self, prefixes: Sequence[str] = ("",), sized: bool = True) -> list[dict]:
         """Local images with a name starting with one of `prefixes`: ``{"id", "names", "size"}``.
 
         Sizes are in bytes, from each image's manifest (buildah prints them only rounded,
         "588 MB"); that costs one inspect per image, so only the wanted ones are sized.
+        Unsized (`sized=False`, ``size`` None), the list is read from local storage without
+        a process where it can be (a millisecond, where ``buildah images`` takes half a second).
         """
+        stored = None if sized else _stored_images()
+        if stored is not None:
+            return [{"id": i["id"], "names": list(i.get("names") or []), "size": None} for i in stored
+                    if any(n.startswith(tuple(prefixes)) for n in i.get("names") or [])]
         for attempt in range(3):  # another process may remove an image while buildah lists them
             try:
                 out = json.loads(self._capture("images", "--json", "--no-trunc", what="buildah images").stdout
@@ -703,7 +709,8 @@ class Buildah:
         found = []
         for image in wanted:
             try:
-                found.append({"id": _bare_id(image["id"]), "names": image["names"], "size": self.size(image["id"])})
+                found.append({"id": _bare_id(image["id"]), "names": image["names"],
+                              "size": self.size(image["id"]) if sized else None})
             except CommandError:
                 continue  # removed meanwhile
         return found

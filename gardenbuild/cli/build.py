@@ -159,8 +159,10 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     if (root / "Gardenfile.toml").is_file():
         before = stamp.fingerprint(root, flags)
         done = stamp.unchanged(stamp_file, root / ".gardenbuild", before, backend(reporter))
+    phases = []  # the build's own phases, beside each step's (see gardenbuild.engine.timing)
     if done is not None:  # nothing that a build reads changed: no step would run
-        data = {**done, "steps": [{**s, "cached": True, "seconds": 0.0} for s in done["steps"]]}
+        data = {**done, "steps": [{**s, "cached": True, "seconds": 0.0, "phases": []} for s in done["steps"]]}
+        phases.append(("check the stamp: nothing changed", time.monotonic() - started))
     else:
         from gardenbuild.catalog import record_build
         from gardenbuild.engine.builder import Builder
@@ -170,8 +172,12 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
 
         containers = backend(reporter)
         prepared = prepare_garden(args, reporter, containers)
+        planned = time.monotonic()
+        phases.append(("check the stamp, load, lock and plan", planned - started))
         result = Builder(prepared.plan, store=StepStore(), backend=containers, reporter=reporter,
                          secrets=secrets_of(prepared.garden)).run()
+        finished = time.monotonic()
+        phases.append(("steps", finished - planned))
         summary = last_build(prepared.garden.root) or {}
         record_build(summary, root=prepared.garden.root, card=_card(containers, summary.get("image_id")),
                      reporter=reporter)
@@ -181,7 +187,14 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
         after = before if before and not prepared.written else stamp.fingerprint(prepared.garden.root, flags)
         name, _, digest = prepared.garden.base_image.partition("@")
         stamp.write(stamp_file, after, data, local_base=(name, digest) if machine_local(name) else None)
+        phases.append(("record: catalog, old images, stamp", time.monotonic() - finished))
     data["seconds"] = round(time.monotonic() - started, 2)
+    data["phases"] = [{"name": n, "seconds": round(t, 3)} for n, t in phases]
+    if getattr(reporter, "verbose", False):
+        from gardenbuild.engine.timing import table
+
+        for line in ["where the time went:", *table([s for s in data["steps"] if not s["cached"]], top=data["phases"])]:
+            reporter.info(line)
     built = sum(not s["cached"] for s in data["steps"])
     emit(args, data, f"built {data['image']} in {data['seconds']} s ({built} step(s) ran, "
                      f"{len(data['steps']) - built} cached); outputs in {data['output_dir']}")

@@ -34,6 +34,7 @@ from gardenbuild.card import complete, label_value
 from gardenbuild.engine.call import run_tests
 from gardenbuild.engine.outputs import OUTPUT_DIR
 from gardenbuild.engine.store import StepStore
+from gardenbuild.engine.timing import BudClock, Phases
 from gardenbuild.errors import (
     BackendError,
     BuildError,
@@ -53,7 +54,7 @@ from gardenbuild.plan.graph import (
     garden_image_name,
     session_image_name,
 )
-from gardenbuild.plan.render import DEBS, UV, WHEELHOUSE, render
+from gardenbuild.plan.render import DEBS, TESTS_FILE, UV, WHEELHOUSE, render
 from gardenbuild.report import Reporter
 from gardenbuild.runtime.protocol import parse_markers
 
@@ -69,6 +70,7 @@ class StepResult:
     key: str
     cached: bool
     seconds: float
+    phases: list[dict[str, Any]] = field(default_factory=list)  # see gardenbuild.engine.timing
 
 
 @dataclass
@@ -121,6 +123,19 @@ class Context:
     reporter: Reporter
     fresh: bool = False  # rebuild images with no layer cache and leave them untagged (verify)
     secrets: Mapping[str, str] = field(default_factory=dict)  # name -> value, for the notebook's run only
+    phases: Phases = field(default_factory=Phases)  # where the step's time goes
+    #: For the notebook's step: the test step's cases and time limit, run right after the
+    #: session is saved (see gardenbuild.runtime.selftest). Not in the step's key: the
+    #: results are kept beside the record, and the test step uses them only for these very cases.
+    tests: Mapping[str, Any] | None = None
+
+    def bud(self, containerfile: Path, context: Path, **options: Any) -> str:
+        """``backend.bud``, its time split into buildah's start, each instruction and the commit."""
+        clock = BudClock(self.phases, options.pop("on_line", None))
+        try:
+            return self.backend.bud(containerfile, context, on_line=clock, **options)
+        finally:
+            clock.finish()
 
 
 # Hints for executor errors that carry none of their own.
@@ -217,17 +232,18 @@ def render_garden_step(step: Step, ctx: Context) -> Record:
 def build_env_step(step: Step, ctx: Context) -> Record:
     resolved = ctx.parents["resolve"]
     wheels, debs = _wheels(resolved), _debs(resolved)
-    ctx.wheels.fetch(wheels + debs, ctx.reporter)  # a pruned cache refills here
     image = env_image_name(step)
     context = ctx.store.scratch()
     try:
-        for name, text in resolved["files"].items():
-            (context / name).write_text(text)
-        containerfile = context / "Containerfile"
-        containerfile.write_text(ctx.parents["render-env"]["files"]["Containerfile.env"])
-        house = ctx.wheels.wheelhouse(wheels, context / "wheels")
-        debs_dir = ctx.wheels.wheelhouse(debs, context / "debs")
-        image_id = ctx.backend.bud(
+        with ctx.phases.phase("check the wheel cache, link the wheelhouse"):
+            ctx.wheels.fetch(wheels + debs, ctx.reporter)  # a pruned cache refills here
+            for name, text in resolved["files"].items():
+                (context / name).write_text(text)
+            containerfile = context / "Containerfile"
+            containerfile.write_text(ctx.parents["render-env"]["files"]["Containerfile.env"])
+            house = ctx.wheels.wheelhouse(wheels, context / "wheels")
+            debs_dir = ctx.wheels.wheelhouse(debs, context / "debs")
+        image_id = ctx.bud(
             containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh,
             volumes=[(house, WHEELHOUSE, "ro"), (debs_dir, DEBS, "ro"), (Path(find_uv()), UV, "ro")],
         )
@@ -275,7 +291,7 @@ def build_weights_step(step: Step, ctx: Context) -> Record:
             "gardenbuild_version": step.params["gardenbuild_version"], "env_image": ctx.parents["build-env"]["image"],
             "weights_dir": step.params["weights_dir"], "user": step.params["user"],
             "names": [p.name for p in pins]}))
-        image_id = ctx.backend.bud(containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh)
+        image_id = ctx.bud(containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh)
     finally:
         ctx.store.discard(context)
     return {"image": image, "image_id": image_id}
@@ -306,15 +322,16 @@ def execute_step(step: Step, ctx: Context) -> Record:
     context = ctx.store.scratch()
     log: list[str] = []
     try:
-        for rel in step.params["files"]:
-            _copy_checked(ctx.root, rel, context / "garden" / "src" / rel, inputs[rel])
-        runtime = runtime_files()
-        if tree_sha256(runtime) != inputs["runtime"]:
-            raise UserError("gardenbuild's runtime changed while the garden was building", hint="build again")
-        for rel, path in runtime:
-            dest = context / "runtime" / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dest)
+        with ctx.phases.phase("copy the notebook, its files and the runtime"):
+            for rel in step.params["files"]:
+                _copy_checked(ctx.root, rel, context / "garden" / "src" / rel, inputs[rel])
+            runtime = runtime_files()
+            if tree_sha256(runtime) != inputs["runtime"]:
+                raise UserError("gardenbuild's runtime changed while the garden was building", hint="build again")
+            for rel, path in runtime:
+                dest = context / "runtime" / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
         rendered = ctx.parents["render-garden"]["files"]
         (context / "garden" / "pipelines.json").write_text(rendered["pipelines.json"])
         (context / "garden" / "home").mkdir()  # the notebook's HOME: nobody has one of its own
@@ -326,15 +343,38 @@ def execute_step(step: Step, ctx: Context) -> Record:
             raise UserError(f"the notebook's secret {', '.join(missing)} is not set in this environment",
                             hint=f"export {missing[0]}=... before building; [environment] secrets names it, and its "
                                  "value is mounted for the notebook's run only, never stored")
-        progress = _NotebookProgress(ctx.reporter, log)
-        try:
+        # The tests run in this step, right after the session is saved, unless the notebook has
+        # secrets (a test must not see what a call never will). Their folder is mounted always,
+        # empty when they do not run here: buildah leaves the mount point in the image.
+        tests_dir = context / "tests"
+        tests_dir.mkdir()
+        tests_dir.chmod(0o755)  # read by the notebook's user
+        cases = tests_dir / Path(TESTS_FILE).name
+        if ctx.tests and ctx.tests["cases"] and not step.params["secrets"]:
+            cases.write_text(json.dumps(dict(ctx.tests)))
+
+        def bud() -> str:
             # The notebook stops itself at its limit; the build as a whole gets a little more.
             # buildah's layer cache does not see a secret's value: a garden with secrets never
             # reuses a layer of its garden stage, so no notebook run made with another value sticks.
-            image_id = ctx.backend.bud(containerfile, context, tag=None if ctx.fresh else image,
-                                       no_cache=ctx.fresh or bool(step.params["secrets"]), on_line=progress,
-                                       timeout=limit + BUILD_GRACE_SECONDS,
-                                       secrets={n: ctx.secrets[n] for n in step.params["secrets"]})
+            return ctx.bud(containerfile, context, tag=None if ctx.fresh else image,
+                           no_cache=ctx.fresh or bool(step.params["secrets"]), on_line=_NotebookProgress(ctx.reporter, log),
+                           timeout=limit + BUILD_GRACE_SECONDS + (ctx.tests["seconds"] if cases.exists() else 0),
+                           volumes=[(tests_dir, str(Path(TESTS_FILE).parent), "ro")],
+                           secrets={n: ctx.secrets[n] for n in step.params["secrets"]})
+
+        try:
+            try:
+                image_id = bud()
+            except BackendError as exc:
+                wrote = [e for e in parse_markers(getattr(exc, "log", exc.log_tail))[1] if e.get("kind") == "tests-wrote"]
+                if not wrote:
+                    raise
+                ctx.reporter.warn(f"{wrote[0]['message']}; running the notebook again without them, and the tests in "
+                                  "a container of their own")
+                log.clear()
+                cases.unlink()
+                image_id = bud()
         except BackendError as exc:
             error = notebook_error(getattr(exc, "log", exc.log_tail), notebook)
             if error is not None:
@@ -348,11 +388,13 @@ def execute_step(step: Step, ctx: Context) -> Record:
         ctx.store.discard(context)
     results, _ = parse_markers("\n".join(log))
     metadata = next((r["metadata_json"] for r in reversed(results) if "metadata_json" in r), None)
+    tests = tests_in_run(results)
     executed = next((r["executed_ipynb"] for r in reversed(results) if "executed_ipynb" in r), None)
     notebook_log = "\n".join(line for line in _run_step_lines(log) if not line.startswith("GARDENBUILD-RESULT "))
-    if metadata is None:  # a build served from buildah's layer cache printed nothing
-        metadata = ctx.backend.run(image_id, ["cat", "/garden/metadata.json"]).stdout.decode()
-    digest = ctx.backend.digest(image_id)
+    with ctx.phases.phase("read the session image"):
+        if metadata is None:  # a build served from buildah's layer cache printed nothing
+            metadata = ctx.backend.run(image_id, ["cat", "/garden/metadata.json"]).stdout.decode()
+        digest = ctx.backend.digest(image_id)
     pipelines = [p["name"] for p in json.loads(rendered["pipelines.json"])["pipelines"]]
     facts = json.loads(metadata)
     session_bytes = facts.get("session_bytes")
@@ -367,6 +409,7 @@ def execute_step(step: Step, ctx: Context) -> Record:
              "pipelines": pipelines, "files": {rel: inputs[rel] for rel in step.params["files"]},
              "session_bytes": session_bytes, "accelerator": step.params["accelerator"]}
     return {"image": image, "image_id": image_id, "digest": digest, "session_bytes": session_bytes,
+            **({"tests": tests} if tests else {}),
             "files": {"metadata.json": metadata, "image.json": json.dumps(built, indent=2, sort_keys=True) + "\n",
                       "executed.ipynb": executed or _unexecuted(notebook), "notebook.log": notebook_log + "\n"}}
 
@@ -406,6 +449,20 @@ def _unexecuted(notebook: str) -> str:
         indent=1) + "\n"
 
 
+def tests_in_run(results: list[Any]) -> dict[str, Any] | None:
+    """What the pipeline tests gave in the notebook's step (`gardenbuild.runtime.selftest`):
+    ``{"given", "cases", "timings", "seconds"}``, or None when they did not run there or could
+    not run at all (the test step then runs them in a container and reports why)."""
+    ran = next((r["tests_in_run"] for r in reversed(results) if "tests_in_run" in r), None)
+    if not ran or ran.get("returncode") not in (0, 1):
+        return None
+    out, errors = parse_markers(ran["stdout"])
+    if errors or not out or not isinstance(out[-1], dict) or "cases" not in out[-1]:
+        return None
+    return {"given": ran["given"], "cases": out[-1]["cases"], "timings": out[-1].get("timings", {}),
+            "seconds": ran["seconds"]}
+
+
 def entrypoint_tests(metadata_json: str) -> list[dict[str, Any]]:
     """The test cases of a garden-ai notebook's ``@entrypoint_test`` functions, as the
     notebook's run found them: each is called with no arguments and passes if it returns."""
@@ -420,7 +477,13 @@ def test_step(step: Step, ctx: Context) -> Record:
         report = {"cases": []}
         return {"cases": [], "files": {"test-report.json": json.dumps(report, indent=2) + "\n"}}
     limits = Limits(seconds=step.params["limits"]["seconds"], memory=step.params["limits"]["memory"])
-    cases = run_tests(ctx.backend, ctx.parents["execute-notebook"]["image"], given, limits)
+    ran = ctx.parents["execute-notebook"].get("tests")
+    if ran and ran["given"] == given:  # run right after the session was saved, in the notebook's step
+        cases = ran["cases"]
+        ctx.phases.add("ran in the notebook's step (session load "
+                       f"{ran['timings'].get('load_s', 0):.2f} s)", ran["seconds"])
+    else:
+        cases = run_tests(ctx.backend, ctx.parents["execute-notebook"]["image"], given, limits, phases=ctx.phases)
     for case in cases:
         mark = "pass" if case["passed"] else "FAIL"
         what = (f"{case['function']}() (garden-ai test of {case['pipeline']}) returned {case['actual']}"
@@ -453,8 +516,10 @@ def build_api_step(step: Step, ctx: Context) -> Record:
                                                                   "session_image": session["image"]}))
         card = complete(step.params["card"], json.loads(session["files"]["metadata.json"]),
                         ctx.parents["resolve"].get("wheels", []))
-        image_id = ctx.backend.bud(containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh,
-                                   labels={CARD_LABEL: label_value(card)})
+        # One commit for the whole stage (no layer per instruction): the step's key already
+        # says when it must run, so buildah's layer cache would only add commits.
+        image_id = ctx.bud(containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh,
+                           layers=False, labels={CARD_LABEL: label_value(card)})
     finally:
         ctx.store.discard(context)
     return {"image": image, "image_id": image_id, "digest": ctx.backend.digest(image_id)}
@@ -515,15 +580,22 @@ class Builder:
         self.wheels = WheelStore(store.root)
         self.out = out_dir or (self.garden.root / OUTPUT_DIR)
         self.records: dict[str, Record] = {}
+        self.phases: dict[str, Phases] = {}  # step id -> where its time went, for the steps that ran
 
     def context(self, step: Step) -> Context:
+        tests = None
+        if step.id == "execute-notebook" and "test" in self.plan.graph:
+            test = self.plan.step("test").params
+            tests = {"cases": test["cases"], "seconds": test["limits"]["seconds"] * max(len(test["cases"]), 1)}
         return Context({p: self.records[p] for p in step.parents}, self.garden.root, self.store, self.wheels,
-                       self.backend, self.reporter, self.fresh, self.secrets)
+                       self.backend, self.reporter, self.fresh, self.secrets, tests=tests)
 
     def execute(self, step: Step) -> Record:
         """Run `step`'s handler (no cache), check what it wrote, and return its record."""
+        ctx = self.context(step)
+        self.phases[step.id] = ctx.phases
         try:
-            record = self.handlers[step.id](step, self.context(step))
+            record = self.handlers[step.id](step, ctx)
         except StepFailed as failure:
             check_outputs(step, {"files": failure.files}, failed=True)
             self._write_files(failure.files)
@@ -574,7 +646,8 @@ class Builder:
                 if memory.get(step.id, {}).get("key") != step.key:
                     memory[step.id] = snapshot(step)
                     self.store.remember(self.garden.name, self.garden.root, memory)
-                ran.append(StepResult(step.id, step.kind, step.key, cached, round(time.monotonic() - started, 3)))
+                phases = self.phases[step.id].as_json() if step.id in self.phases else []
+                ran.append(StepResult(step.id, step.kind, step.key, cached, round(time.monotonic() - started, 3), phases))
             if until is None:
                 self._remove_stale_files()
         return ran

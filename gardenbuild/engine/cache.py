@@ -91,7 +91,7 @@ def trim_garden_images(garden: str, recent: list[str], backend: Backend, reporte
     keep = keep or keep_images()
     kept, known = set(recent[:keep]), set(recent)
     dropped = []
-    for image in backend.images((f"{GARDEN_IMAGES}{garden}:",)):
+    for image in backend.images((f"{GARDEN_IMAGES}{garden}:",), sized=False):
         if image["id"] in kept or image["id"] not in known:
             continue
         for name in image["names"]:

@@ -109,16 +109,25 @@ def _call_error(pipeline: str, err: dict[str, Any]) -> GardenError:
 
 
 def run_tests(backend: Backend, image: str, cases: list[dict[str, Any]],
-              limits: Limits = DEFAULT_LIMITS) -> list[dict[str, Any]]:
+              limits: Limits = DEFAULT_LIMITS, phases: Any = None) -> list[dict[str, Any]]:
     """Run test `cases` (the Gardenfile's, see `PipelineSpec.test_cases`) in one confined
-    container of `image`, which gets `limits`'s time once per case."""
+    container of `image`, which gets `limits`'s time once per case. `phases` (a
+    `gardenbuild.engine.timing.Phases`) gets the container's start, the session's load and the cases."""
     whole = Limits(seconds=(limits.seconds or 0) * max(len(cases), 1) or None, memory=limits.memory, pids=limits.pids)
+    started = time.perf_counter()
     run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", "--test"], limits=whole,
                       stdin=json.dumps(cases).encode())
+    wall = time.perf_counter() - started
     _check_limits(run, "the pipeline tests", whole)
     results, errors, stderr = _parse(run)
     if errors or not results:
         detail = (errors[-1].get("message") or errors[-1].get("exception")) if errors else stderr.strip()[-1000:]
         raise BuildError(f"the pipeline tests could not run: {detail}")
     out = results[-1]
+    timings = out.get("timings", {}) if isinstance(out, dict) else {}
+    if phases is not None and "total_s" in timings:
+        inside, load = timings["total_s"], timings.get("load_s", 0.0)
+        phases.add("container start and stop, Python start", wall - inside)
+        phases.add("session load", load)
+        phases.add(f"{len(cases)} test case(s)", inside - load)
     return out["cases"] if isinstance(out, dict) and "cases" in out else out

@@ -12,6 +12,7 @@ import jinja2
 from gardenbuild import __version__
 from gardenbuild.manifest.garden import Garden
 from gardenbuild.resources import data_dir
+from gardenbuild.runtime.selftest import CASES_FILE as TESTS_FILE
 
 VENV = "/opt/garden/venv"
 WHEELHOUSE = "/opt/gardenbuild/wheels"
@@ -99,9 +100,9 @@ def garden_context(garden: Garden) -> dict[str, Any]:
         "notebook": garden.notebook,
         "notebook_seconds": f"{garden.limits.notebook_seconds:g}",
         "secrets": list(garden.secrets),
-        "labels": labels(garden),
         "user": NOTEBOOK_USER,
         "venv_python": f"{VENV}/bin/python",
+        "tests_file": TESTS_FILE,
     }
 
 
@@ -111,7 +112,7 @@ def api_context(garden: Garden) -> dict[str, Any]:
     from gardenbuild.runtime.openapi import API_VERSION
 
     return {"gardenbuild_version": __version__, "api_dir": API_DIR, "port": SERVE_PORT,
-            "venv_python": f"{VENV}/bin/python", "api_version": API_VERSION}
+            "venv_python": f"{VENV}/bin/python", "api_version": API_VERSION, "labels": labels(garden)}
 
 
 def api_files(garden: Garden) -> dict[str, str]:

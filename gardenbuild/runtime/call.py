@@ -57,6 +57,7 @@ __all__ = ["main", "load_session", "to_json", "compare"]
 
 _STARTED = time.perf_counter()
 DEFAULT_SESSION = "/garden/session.pkl"
+_STDIN: str | None = None  # stdin, once `--preload` has read it
 
 
 class CallError(Exception):
@@ -168,6 +169,8 @@ def _read_input(path: str | None) -> Any:
         if path:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
+        elif _STDIN is not None:
+            text = _STDIN
         else:
             text = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
     except OSError as e:
@@ -514,6 +517,19 @@ def _private_stdout() -> Any:
     return out
 
 
+def _preload(modules: list[str]) -> None:
+    """Import what the session will need, then block until stdin is closed (and keep it)."""
+    global _STDIN
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except BaseException:  # noqa: BLE001 - loading the session reports what really fails
+            continue
+    _STDIN = sys.stdin.read() if sys.stdin is not None else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -530,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", help="folder to run in and import from (default: the notebook's folder recorded at build time)"
     )
+    parser.add_argument("--preload", default="", metavar="MODULES",
+                        help="import these (comma-separated) first, then wait for stdin to close before reading "
+                             "the session: the build starts the tests' interpreter while the notebook still runs")
     args = parser.parse_args(argv)
     if bool(args.pipeline) + bool(args.test) + bool(args.digests) != 1:
         parser.error("give a PIPELINE, --test or --digests")
@@ -539,6 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, attr):
             setattr(args, attr, os.path.abspath(getattr(args, attr)))
     out = _private_stdout()
+    if args.preload:
+        _preload(args.preload.split(","))
     try:
         metadata = _read_metadata(args.metadata, required=args.test)
         workdir = args.workdir or _notebook_folder(metadata)

@@ -63,6 +63,7 @@ __all__ = ["main"]
 
 SESSION_FILE = "session.pkl"
 METADATA_FILE = "metadata.json"
+_RUNNERS: list[Any] = []  # the tests' interpreters started (gardenbuild.runtime.selftest.Tests)
 
 
 class Failure(Exception):
@@ -479,8 +480,10 @@ def _write_metadata(path: str, metadata: dict[str, Any]) -> None:
 
 
 def build(notebook: str, config_path: str, out: str, timeout: float | None = None,
-          secret_names: list[str] | None = None) -> None:
-    """Run ``notebook`` and write the session and metadata into ``out``; raises `Failure`."""
+          secret_names: list[str] | None = None, tests: str | None = None, workdir: str | None = None) -> None:
+    """Run ``notebook`` and write the session and metadata into ``out``; raises `Failure`.
+    With `tests` (a file, see `gardenbuild.runtime.selftest`) the pipeline tests run once
+    the session is saved, in an interpreter started from `workdir` as the notebook starts."""
     import dill  # checked first: a missing dill is an image problem, not the notebook's
 
     # As given (relative to the build's working directory, the image's WORKDIR): `call`
@@ -512,9 +515,16 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
     os.environ.setdefault("MPLBACKEND", "Agg")
     scratch = tempfile.mkdtemp(prefix="gardenbuild-mpl-")
     os.environ.setdefault("MPLCONFIGDIR", scratch)
+    modules = _check_imports(notebook, cells, folder)
+    runner = None
+    if tests:  # started before the secrets are in the environment (the builder gives none then anyway)
+        from gardenbuild.runtime import selftest
+
+        runner = selftest.Tests(tests, os.path.join(out, SESSION_FILE), os.path.join(out, METADATA_FILE),
+                                workdir or os.getcwd(), modules)
+        _RUNNERS.append(runner)  # stopped by main() whatever happens
     secrets = read_secrets(secret_names or [])
     os.environ.update(secrets)  # for the notebook's run only: gone before anything is saved
-    _check_imports(notebook, cells, folder)
     outputs: dict[int, dict[str, str]] = {}
     started = time.perf_counter()
     try:
@@ -575,10 +585,17 @@ def build(notebook: str, config_path: str, out: str, timeout: float | None = Non
                         "hint": "a secret may be read while the notebook runs, never kept"}])
     _write_metadata(os.path.join(out, METADATA_FILE), metadata)
     shutil.rmtree(scratch, ignore_errors=True)
+    if runner is not None:
+        try:
+            runner.finish(out)
+        except selftest.TestsWrote as wrote:
+            raise Failure([{"kind": "tests-wrote", "paths": wrote.paths[:20],
+                            "message": f"the pipeline tests wrote {wrote}, which must not go into the image"}]) from None
 
 
-def _check_imports(notebook: str, cells: list[Cell], folder: str) -> None:
-    """Before the first cell runs: is every module the notebook imports installed here?"""
+def _check_imports(notebook: str, cells: list[Cell], folder: str) -> list[str]:
+    """Before the first cell runs: is every module the notebook imports installed here?
+    Returns the installed ones it imports (not the standard library's, not its own)."""
     import importlib.util
 
     from gardenbuild.runtime.imports import PROVIDED, distribution_for, imports_in, stdlib_modules, written_modules
@@ -586,13 +603,17 @@ def _check_imports(notebook: str, cells: list[Cell], folder: str) -> None:
     known = stdlib_modules() | PROVIDED | written_modules([c.source for c in cells])
     missing = []
     seen: set[str] = set()
+    imported: list[str] = []
     for cell in cells:
         try:
             tree = ast.parse(to_python(cell.source, cell=cell.index))
         except (SyntaxError, UnsupportedMagic):
             continue
         for found in imports_in(tree):
-            if found.guarded or found.top in known or found.top in seen:
+            if found.guarded or found.top in known:
+                continue
+            imported.append(found.module)
+            if found.top in seen:
                 continue
             seen.add(found.top)
             if importlib.util.find_spec(found.top) is None:
@@ -606,6 +627,7 @@ def _check_imports(notebook: str, cells: list[Cell], folder: str) -> None:
                        "in the image",
             "hint": f"add \"{distribution_for(found.module)}\" to requirements in [environment] of Gardenfile.toml",
         } for cell, found in missing])
+    return list(dict.fromkeys(imported))
 
 
 def _emit_executed(notebook: str, outputs: dict[int, dict[str, str]]) -> None:
@@ -702,6 +724,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, help="seconds the notebook may run in all")
     parser.add_argument("--secret", action="append", default=[], metavar="NAME",
                         help="a build secret mounted at /run/secrets/NAME, set in the environment for the run only")
+    parser.add_argument("--tests", metavar="FILE",
+                        help="pipeline tests to run once the session is saved, when the file exists "
+                             "(see gardenbuild.runtime.selftest)")
     args = parser.parse_args(argv)
     # Markers and progress go to the process's real streams, whatever the notebook
     # does to sys.stdout/sys.stderr.
@@ -714,13 +739,18 @@ def main(argv: list[str] | None = None) -> int:
 
     garden_ai.install()  # a notebook written for garden-ai imports garden_ai: it resolves here if not installed
     os.environ["GARDEN_SKIP_TESTS"] = str(True)  # as garden-ai: @entrypoint_test functions wait for the test step
+    workdir = os.getcwd()  # the image's WORKDIR, where calls start too
     try:
-        build(args.notebook, args.config, args.out, args.timeout, args.secret)
+        build(args.notebook, args.config, args.out, args.timeout, args.secret,
+              tests=args.tests if args.tests and os.path.isfile(args.tests) else None, workdir=workdir)
     except Failure as failure:
         sys.stdout.flush()
         for payload in failure.payloads:
             print(format_marker(ERROR, payload), file=err, flush=True)
         return failure.exit_code
+    finally:
+        for runner in _RUNNERS:  # nothing the tests' interpreter does may outlive this step
+            runner.cancel()
     return EXIT_OK
 
 
