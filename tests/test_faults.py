@@ -124,6 +124,24 @@ def test_a_signal_during_the_notebook_stops_everything_and_keeps_nothing(how, ba
 def test_sigterm_during_the_tests_and_during_run_leaves_no_container(base_image, build_cache, tmp_path):
     garden = sleeper(tmp_path, "tst", "test")
     before = containers()
+    # The tests run in the notebook's step, right after the session is saved.
+    proc = Started("build", str(garden), "--base-image", base_image)
+    proc.wait_for("gardenbuild: saved session")
+    time.sleep(2)  # the test is sleeping in the step's interpreter
+    proc.send_signal(signal.SIGTERM)
+    code, out = proc.finish()
+    assert code == 143, out
+    assert "nothing was tagged or cached" in out
+    time.sleep(0.5)
+    assert containers() <= before and not running("sleep(seconds)")
+
+    # Built with a quick test, then only the test edited: it gets a container of its own.
+    gardenfile = garden / "Gardenfile.toml"
+    slow = gardenfile.read_text()
+    gardenfile.write_text(slow.replace("seconds = 172 }\nexpected = 172", "seconds = 0 }\nexpected = 0"))
+    code, out = Started("build", str(garden), "--base-image", base_image).finish(seconds=300)
+    assert code == 0, out
+    gardenfile.write_text(slow)
     proc = Started("build", str(garden), "--base-image", base_image)
     proc.wait_for("run 1 pipeline test case(s)")
     time.sleep(2)  # the test's container is up and sleeping
