@@ -3,7 +3,13 @@ real OpenAPI validator). The server itself is tested over real HTTP in test_serv
 
 from __future__ import annotations
 
+import argparse
+import http.client as httpc
+import json
+import queue
 import re
+import socket
+import threading
 from typing import Literal, Optional
 
 import jsonschema
@@ -13,7 +19,8 @@ from openapi_spec_validator import validate
 from gardenbuild.engine.serve import error_of, server_argv
 from gardenbuild.errors import BuildError, UserError
 from gardenbuild.runtime import openapi
-from gardenbuild.runtime.serve import BUCKETS, HTTPError, Metrics, parse_head, render_response
+from gardenbuild.runtime.serve import (BUCKETS, Garden, HTTPError, Loop, Metrics, bound_socket, parse_head,
+                                       render_response)
 
 
 # ---------------------------------------------------------------- HTTP
@@ -106,6 +113,58 @@ def test_deadlines_are_per_slot():
     assert [m.deadline(s) for s in range(3)] == [0.0, 123.5, 0.0]
     m.record(1, "a", 0.1, False)
     assert m.deadline(1) == 123.5  # counts do not overwrite it
+
+
+# ---------------------------------------------------------------- from loading to serving
+
+
+def test_connections_opened_while_loading_are_handed_to_the_worker(tmp_path):
+    """Real sockets on loopback, the two loops in threads (the fork is test_serve's): a
+    client that polled /readyz on a kept-alive connection, and one half-way through its
+    request, are both answered by the worker after the hand-over; /readyz said 503 until then."""
+    args = argparse.Namespace(api=str(tmp_path), metadata=str(tmp_path / "metadata.json"), workers=1, queue=4,
+                              max_body=1024, timeout=5.0)
+    garden = Garden(args)
+    listener = bound_socket("127.0.0.1", 0)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+
+    def running(loop: Loop) -> threading.Thread:
+        thread = threading.Thread(target=loop.run, daemon=True)
+        thread.start()
+        return thread
+
+    def readyz(conn: httpc.HTTPConnection) -> tuple[int, dict]:
+        conn.request("GET", "/readyz")
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+
+    loading = Loop(listener, garden, 0, None)
+    thread = running(loading)
+    kept = httpc.HTTPConnection("127.0.0.1", port, timeout=5)
+    half = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        assert readyz(kept) == (503, {"status": "starting"})
+        half.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
+        loading.hand_over()
+        thread.join(timeout=5)
+        assert not thread.is_alive() and len(loading.conns) == 2
+        garden.status = "ready"
+        serving = Loop(listener, garden, 0, queue.Queue(), loading.conns.values())
+        thread = running(serving)
+        assert readyz(kept) == (200, {"status": "ready"})
+        half.sendall(b"Connection: close\r\n\r\n")
+        answer = b""
+        while chunk := half.recv(4096):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"status":"ready"}')
+        serving.stop()
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+    finally:
+        kept.close()
+        half.close()
+        listener.close()
 
 
 # ---------------------------------------------------------------- OpenAPI

@@ -7,7 +7,10 @@ The server starts listening at once and loads the session; meanwhile ``/livez`` 
 200 and ``/readyz`` 503 (``/health``: ``starting``). Once the session is loaded it forks
 ``--workers`` processes, which share the loaded session copy-on-write and accept on the
 one listening socket; the first process stays to watch them (a worker that dies is
-replaced by a fresh fork) and to stop them on SIGTERM. A session that fails to load
+replaced by a fresh fork) and to stop them on SIGTERM. The connections open at that
+moment are handed to the first worker as they are (a request half-read included), and
+``/readyz`` says 200 only from a worker, so a client that saw it is never cut off or told
+``loading``. A session that fails to load
 leaves the server up, answering ``failed`` with the reason, so a platform's health check
 shows why.
 
@@ -45,6 +48,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -249,8 +253,8 @@ class Garden:
             return
         except Exception as e:  # noqa: BLE001 - anything else the session does while loading
             self.status, self.error = "failed", f"{type(e).__name__}: {e}"
-            return
-        self.status = "ready"
+        # Loaded: still "starting" until `main` has handed the connections to the workers,
+        # so that a 200 from /readyz always comes from a process that can take the call.
 
     def openapi(self) -> bytes:
         if self._openapi is None:
@@ -366,7 +370,8 @@ class Conn:
 class Loop:
     """A worker's I/O thread (or, while loading, the first process's)."""
 
-    def __init__(self, listener: socket.socket, garden: Garden, slot: int, work: queue.Queue | None) -> None:
+    def __init__(self, listener: socket.socket, garden: Garden, slot: int, work: queue.Queue | None,
+                 adopted: Iterable[Conn] = ()) -> None:
         self.listener, self.garden, self.slot, self.work = listener, garden, slot, work
         self.sel = selectors.DefaultSelector()
         self.sel.register(listener, selectors.EVENT_READ, "accept")
@@ -374,10 +379,14 @@ class Loop:
         self._wake_r.setblocking(False)
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self.conns: dict[int, Conn] = {}
+        for conn in adopted:  # the loading loop's connections, each as it was left
+            self.conns[conn.sock.fileno()] = conn
+            self.sel.register(conn.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0), conn)
         self.outbox: collections.deque[tuple[Conn, bytes]] = collections.deque()
         self.lock = threading.Lock()
         self.current: tuple[Conn, float, str] | None = None  # the call running: connection, deadline, pipeline
         self.stopping = False
+        self.handing_over = False
         self.accepting = True
 
     # -- used by other threads
@@ -396,10 +405,18 @@ class Loop:
         self.stopping = True
         self.wake()
 
+    def hand_over(self) -> None:
+        """Stop between two events and leave every connection open, in `conns`, for the
+        loop that adopts them: a request that came while loading is not cut off."""
+        self.handing_over = True
+        self.wake()
+
     # -- the loop
 
     def run(self) -> None:
-        while True:
+        for conn in list(self.conns.values()):
+            self._parse(conn)  # what an adopted connection had read already
+        while not self.handing_over:
             now = time.monotonic()
             if self.stopping and self.accepting:
                 self.sel.unregister(self.listener)
@@ -676,10 +693,10 @@ class Loop:
 # --------------------------------------------------------------------------- processes
 
 
-def worker(listener: socket.socket, garden: Garden, slot: int) -> None:
+def worker(listener: socket.socket, garden: Garden, slot: int, adopted: Iterable[Conn] = ()) -> None:
     """A forked worker: the I/O thread, and the calls on this thread, until SIGTERM."""
     work: queue.Queue = queue.Queue(maxsize=garden.args.queue)
-    loop = Loop(listener, garden, slot, work)
+    loop = Loop(listener, garden, slot, work, adopted)
 
     def stop(_sig: int, _frame: Any) -> None:
         loop.stop()
@@ -727,9 +744,11 @@ def worker(listener: socket.socket, garden: Garden, slot: int) -> None:
     os._exit(0)
 
 
-def watch(listener: socket.socket, garden: Garden) -> int:
+def watch(listener: socket.socket, garden: Garden, adopted: list[Conn]) -> int:
     """Fork the workers and keep them: replace one that dies, kill one past its deadline,
-    stop them all on SIGTERM (each finishes what it has) and return."""
+    stop them all on SIGTERM (each finishes what it has) and return. The first worker
+    adopts the connections the loading loop left open (`adopted`); no other process
+    keeps them, so that its close is the socket's close."""
     stopping = False
     pids: dict[int, int] = {}  # pid -> slot
 
@@ -738,7 +757,9 @@ def watch(listener: socket.socket, garden: Garden) -> int:
         pid = os.fork()
         if pid == 0:
             try:
-                worker(listener, garden, slot)
+                for conn in adopted if slot else ():
+                    conn.sock.close()
+                worker(listener, garden, slot, adopted if slot == 0 else ())
             finally:
                 os._exit(70)
         pids[pid] = slot
@@ -756,6 +777,9 @@ def watch(listener: socket.socket, garden: Garden) -> int:
     signal.signal(signal.SIGINT, stop)
     for slot in range(garden.args.workers):
         spawn(slot)
+    for conn in adopted:
+        conn.sock.close()
+    adopted.clear()  # a worker forked later starts without them
     print(f"gardenbuild: serving {len(garden.names)} pipeline(s) with {garden.args.workers} worker(s)", file=sys.stderr,
           flush=True)
     restarts: collections.deque[float] = collections.deque(maxlen=10)
@@ -880,13 +904,14 @@ def main(argv: list[str] | None = None) -> int:
         thread.join(timeout=5)
         return 3
     print(f"gardenbuild: session loaded in {time.perf_counter() - began:.2f} s", file=sys.stderr, flush=True)
-    loading.stop()
+    loading.hand_over()
     thread.join()
+    garden.status = "ready"  # from here on, in the workers
     for s, handler in previous.items():
         signal.signal(s, handler)
     if stop_requested.is_set():
         return 0
-    code = watch(listener, garden)
+    code = watch(listener, garden, list(loading.conns.values()))
     if args.final_metrics:
         _write_json(args.final_metrics, {"pipelines": garden.metrics.totals()})
     return code
