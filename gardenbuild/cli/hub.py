@@ -43,14 +43,8 @@ def cmd_bench(args: argparse.Namespace, reporter: Reporter) -> int:
 
     hub = load(Path(args.hub))
     client = None
-    if args.endpoint:  # a malformed id, or no login, is one error before anything runs
-        from gardenbuild.errors import UserError
-        from gardenbuild.publish.globus import CONTAINER_TYPES
-
-        remote.target_endpoint(args.endpoint)
-        if args.container_type not in CONTAINER_TYPES:
-            raise UserError(f"--container-type {args.container_type!r} is not one an endpoint knows",
-                            hint=f"one of: {', '.join(CONTAINER_TYPES)}")
+    if args.endpoint:  # a malformed id, a container type no endpoint knows, or no login: one error first
+        remote.check_target(args.endpoint, args.container_type)
         client = remote.logged_in_client()
         reporter.info(f"members run on Globus Compute endpoint {args.endpoint} ({args.container_type})")
     resolver = Resolver(reporter=reporter)

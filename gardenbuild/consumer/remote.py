@@ -71,12 +71,20 @@ def target_endpoint(endpoint: str) -> str:
     return endpoint
 
 
+def check_target(endpoint: str, container_type: str) -> None:
+    """A malformed endpoint id or an unknown container type: one clear error, before anything runs."""
+    from gardenbuild.publish.globus import check_container_type
+
+    target_endpoint(endpoint)
+    check_container_type(container_type)
+
+
 def target(resolved: Resolved, pipeline: str, endpoint: str, container_type: str) -> tuple[str, dict[str, str]]:
     """(function id, user_endpoint_config) for calling ``pipeline`` remotely; clear errors first."""
     from gardenbuild.publish.globus import user_endpoint_config
 
     resolved.pipeline(pipeline)
-    target_endpoint(endpoint)
+    check_target(endpoint, container_type)
     function_id = resolved.function_ids.get(pipeline)
     if not function_id:
         raise UserError(f"{resolved.name}'s pipeline {pipeline} is not registered with Globus Compute",

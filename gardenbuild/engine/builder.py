@@ -31,7 +31,7 @@ from gardenbuild.backends.debs import PinnedDeb
 from gardenbuild.backends.deps import PinnedWheel, WheelStore, find_uv, lock_text
 from gardenbuild.card import LABEL as CARD_LABEL
 from gardenbuild.card import complete, label_value
-from gardenbuild.engine.call import run_tests
+from gardenbuild.engine.call import run_tests, tests_limits, tests_output
 from gardenbuild.engine.outputs import OUTPUT_DIR
 from gardenbuild.engine.store import StepStore
 from gardenbuild.engine.timing import BudClock, Phases
@@ -456,11 +456,10 @@ def tests_in_run(results: list[Any]) -> dict[str, Any] | None:
     ran = next((r["tests_in_run"] for r in reversed(results) if "tests_in_run" in r), None)
     if not ran or ran.get("returncode") not in (0, 1):
         return None
-    out, errors = parse_markers(ran["stdout"])
-    if errors or not out or not isinstance(out[-1], dict) or "cases" not in out[-1]:
+    out, errors = tests_output(ran["stdout"])
+    if errors or out is None:
         return None
-    return {"given": ran["given"], "cases": out[-1]["cases"], "timings": out[-1].get("timings", {}),
-            "seconds": ran["seconds"]}
+    return {"given": ran["given"], "cases": out["cases"], "timings": out.get("timings", {}), "seconds": ran["seconds"]}
 
 
 def entrypoint_tests(metadata_json: str) -> list[dict[str, Any]]:
@@ -476,7 +475,7 @@ def test_step(step: Step, ctx: Context) -> Record:
     if not given:
         report = {"cases": []}
         return {"cases": [], "files": {"test-report.json": json.dumps(report, indent=2) + "\n"}}
-    limits = Limits(seconds=step.params["limits"]["seconds"], memory=step.params["limits"]["memory"])
+    limits = Limits(seconds=step.params["limits"]["seconds"], memory=step.params["limits"]["memory"])  # per case
     ran = ctx.parents["execute-notebook"].get("tests")
     if ran and ran["given"] == given:  # run right after the session was saved, in the notebook's step
         cases = ran["cases"]
@@ -586,7 +585,8 @@ class Builder:
         tests = None
         if step.id == "execute-notebook" and "test" in self.plan.graph:
             test = self.plan.step("test").params
-            tests = {"cases": test["cases"], "seconds": test["limits"]["seconds"] * max(len(test["cases"]), 1)}
+            whole = tests_limits(Limits(seconds=test["limits"]["seconds"]), len(test["cases"]))
+            tests = {"cases": test["cases"], "seconds": whole.seconds}
         return Context({p: self.records[p] for p in step.parents}, self.garden.root, self.store, self.wheels,
                        self.backend, self.reporter, self.fresh, self.secrets, tests=tests)
 

@@ -108,26 +108,39 @@ def _call_error(pipeline: str, err: dict[str, Any]) -> GardenError:
                          hint="the traceback above is the pipeline's own, from the notebook's cells")
 
 
+def tests_limits(limits: Limits, n: int) -> Limits:
+    """The limits of one process running `n` test cases: `limits`'s time once per case."""
+    return Limits(seconds=(limits.seconds or 0) * max(n, 1) or None, memory=limits.memory, pids=limits.pids)
+
+
+def tests_output(text: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """What ``python -m gardenbuild.runtime.call --test`` printed in `text`: its result
+    (``{"cases", "timings"}``) or None when it gave none, and the errors it reported."""
+    results, errors = parse_markers(text)
+    out = results[-1] if results and isinstance(results[-1], dict) and "cases" in results[-1] else None
+    return out, errors
+
+
 def run_tests(backend: Backend, image: str, cases: list[dict[str, Any]],
               limits: Limits = DEFAULT_LIMITS, phases: Any = None) -> list[dict[str, Any]]:
     """Run test `cases` (the Gardenfile's, see `PipelineSpec.test_cases`) in one confined
     container of `image`, which gets `limits`'s time once per case. `phases` (a
     `gardenbuild.engine.timing.Phases`) gets the container's start, the session's load and the cases."""
-    whole = Limits(seconds=(limits.seconds or 0) * max(len(cases), 1) or None, memory=limits.memory, pids=limits.pids)
+    whole = tests_limits(limits, len(cases))
     started = time.perf_counter()
     run = backend.run(image, [PYTHON, "-m", "gardenbuild.runtime.call", "--test"], limits=whole,
                       stdin=json.dumps(cases).encode())
     wall = time.perf_counter() - started
     _check_limits(run, "the pipeline tests", whole)
-    results, errors, stderr = _parse(run)
-    if errors or not results:
+    stderr = run.stderr.decode(errors="replace")
+    out, errors = tests_output(run.stdout.decode(errors="replace") + "\n" + stderr)
+    if errors or out is None:
         detail = (errors[-1].get("message") or errors[-1].get("exception")) if errors else stderr.strip()[-1000:]
         raise BuildError(f"the pipeline tests could not run: {detail}")
-    out = results[-1]
-    timings = out.get("timings", {}) if isinstance(out, dict) else {}
+    timings = out.get("timings", {})
     if phases is not None and "total_s" in timings:
         inside, load = timings["total_s"], timings.get("load_s", 0.0)
         phases.add("container start and stop, Python start", wall - inside)
         phases.add("session load", load)
         phases.add(f"{len(cases)} test case(s)", inside - load)
-    return out["cases"] if isinstance(out, dict) and "cases" in out else out
+    return out["cases"]

@@ -243,14 +243,20 @@ def register(garden: Garden, image_ref: str, *, client: Any = None, dry_run: boo
 # --------------------------------------------------------------------------- endpoint side
 
 
+def check_container_type(container_type: str) -> str:
+    if container_type not in CONTAINER_TYPES:
+        raise UserError(f"unknown container type {container_type!r}: not one an endpoint knows",
+                        hint=f"--container-type is one of: {', '.join(CONTAINER_TYPES)}")
+    return container_type
+
+
 def user_endpoint_config(image_ref: str, container_type: str = "docker", options: str | None = None,
                          gpu: bool = False) -> dict[str, str]:
     """What a caller passes with each task (``Executor(user_endpoint_config=...)``) so the
     endpoint's template starts workers in the garden's image (with the node's GPUs when the
     garden is built for CUDA)."""
     check_image_ref(image_ref)
-    if container_type not in CONTAINER_TYPES:
-        raise UserError(f"unknown container type {container_type!r}", hint=f"one of: {', '.join(CONTAINER_TYPES)}")
+    check_container_type(container_type)
     uri = f"docker://{image_ref}" if container_type in ("apptainer", "singularity") else image_ref
     config = {"container_type": container_type, "container_uri": uri}
     cmd_options = DEFAULT_OPTIONS[container_type] if options is None else options
