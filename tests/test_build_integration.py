@@ -37,7 +37,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "gardens"
 SOLUBILITY = REPO / "examples" / "solubility"
-STEP_IDS = ["resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "build-api", "emit-artifacts"]
+STEP_IDS = ["resolve", "fetch", "render-env", "build-env", "build-runtime", "render-garden", "execute-notebook",
+            "test", "build-api", "emit-artifacts"]
 
 
 

@@ -25,7 +25,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 NAMES = ["solubility", "torch_garden", "tf_garden"]
-STEPS = ["resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "build-api", "emit-artifacts"]
+STEPS = ["resolve", "fetch", "render-env", "build-env", "build-runtime", "render-garden", "execute-notebook",
+         "test", "build-api", "emit-artifacts"]
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +93,7 @@ def test_plan_text(name, gardens, run_cli):
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert [line.split()[1] for line in lines] == STEPS
-    assert [line.split()[0] for line in lines] == [f"{i}." for i in range(1, 10)]
+    assert [line.split()[0] for line in lines] == [f"{i}." for i in range(1, len(STEPS) + 1)]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -117,7 +118,7 @@ def test_graph_dot(name, gardens, run_cli):
     assert (code, err) == (0, "")
     assert out.startswith("digraph garden {\n") and out.endswith("}\n")
     assert '  "resolve" -> "fetch";\n' in out
-    assert out.count(" -> ") == 18  # 10 between the steps, 8 into emit-artifacts
+    assert out.count(" -> ") == 20  # 11 between the steps, 9 into emit-artifacts
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -126,7 +127,7 @@ def test_graph_mermaid(name, gardens, run_cli):
     assert code == 0
     assert out.startswith("flowchart LR\n")
     assert "  render_env --> build_env\n" in out and "  execute_notebook --> test\n" in out
-    assert out.count(" --> ") == 18
+    assert out.count(" --> ") == 20
 
 
 def test_graph_json(gardens, run_cli):
@@ -144,8 +145,10 @@ def test_render_all_and_stages(name, gardens, run_cli):
     code, out, err = run_cli("render", str(gardens[name]))
     assert (code, err) == (0, "")
     _, env_file, _ = run_cli("render", "--stage", "env", str(gardens[name]))
+    _, runtime_file, _ = run_cli("render", "--stage", "runtime", str(gardens[name]))
     _, garden_file, _ = run_cli("render", "--stage", "garden", str(gardens[name]))
-    assert out == f"# ---- Containerfile.env ----\n{env_file}\n# ---- Containerfile ----\n{garden_file}"
+    assert out == (f"# ---- Containerfile.env ----\n{env_file}\n# ---- Containerfile.runtime ----\n{runtime_file}\n"
+                   f"# ---- Containerfile ----\n{garden_file}")
     lock = lockfile.read(gardens[name])
     # a localhost/ base is pinned by its digest in local storage, when this machine has it
     base = lock.pinned_base if lock else load(gardens[name]).base_image
@@ -159,8 +162,11 @@ def test_render_json(name, gardens, run_cli):
     _, garden_file, _ = run_cli("render", "--stage", "garden", str(gardens[name]))
     _, env_file, _ = run_cli("render", "--stage", "env", str(gardens[name]))
     assert code == 0
-    assert data == {"Containerfile.env": env_file, "Containerfile": garden_file, "env_image": data["env_image"]}
-    assert f"FROM {data['env_image']}\n" in garden_file
+    _, runtime_file, _ = run_cli("render", "--stage", "runtime", str(gardens[name]))
+    assert data == {"Containerfile.env": env_file, "Containerfile.runtime": runtime_file, "Containerfile": garden_file,
+                    "env_image": data["env_image"], "runtime_image": data["runtime_image"]}
+    assert f"FROM {data['env_image']}\n" in runtime_file and "COPY runtime/" in runtime_file
+    assert f"FROM {data['runtime_image']}\n" in garden_file
 
 
 def test_render_base_image_override(gardens, run_cli, monkeypatch):

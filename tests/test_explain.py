@@ -22,7 +22,8 @@ from gardenbuild.plan.graph import Plan, Step, build_graph, plan
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "solubility"
-ORDER = ["resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "build-api", "emit-artifacts"]
+ORDER = ["resolve", "fetch", "render-env", "build-env", "build-runtime", "render-garden", "execute-notebook",
+         "test", "build-api", "emit-artifacts"]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_a_notebook_edit_runs_the_notebook_and_what_follows_only(base):
     edited = replace(inputs, files={**inputs.files, "solubility.ipynb": "0" * 64})
     reasons = reasons_after(plan(garden, inputs), plan(garden, edited))
     assert reasons == {
-        "resolve": [], "fetch": [], "render-env": [], "build-env": [], "render-garden": [],
+        "resolve": [], "fetch": [], "render-env": [], "build-env": [], "build-runtime": [], "render-garden": [],
         "execute-notebook": ["file solubility.ipynb changed"],
         "test": ["execute-notebook runs again"],
         "build-api": ["execute-notebook runs again", "test runs again"],
@@ -94,8 +95,9 @@ def test_template_and_runtime_changes(base):
     reasons = reasons_after(plan(garden, inputs), plan(garden, changed))
     assert reasons["render-env"] == ["template Containerfile.env.j2 changed"]
     assert reasons["build-env"] == ["render-env runs again"]
-    assert reasons["render-garden"] == ["build-env runs again"]
-    assert reasons["execute-notebook"] == ["gardenbuild runtime changed"]
+    assert reasons["build-runtime"] == ["gardenbuild runtime changed"]
+    assert reasons["render-garden"] == ["build-runtime runs again"]
+    assert reasons["execute-notebook"] == ["render-garden runs again"]
     assert reasons["resolve"] == reasons["fetch"] == []
 
 

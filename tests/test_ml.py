@@ -182,9 +182,12 @@ def test_weights_get_their_own_step_and_a_notebook_edit_leaves_it_alone(tmp_path
     assert "model.bin" not in garden.files  # not copied with the notebook: it has its own layer
     first = plan(garden, inputs_for(garden))
     assert [s.id for s in first.steps()] == ["resolve", "fetch", "render-env", "build-env", "fetch-weights",
-                                            "build-weights", "render-garden", "execute-notebook", "test",
-                                            "build-api", "emit-artifacts"]
-    assert first.step("render-garden").parents == ("build-weights",)
+                                            "build-weights", "build-runtime", "render-garden", "execute-notebook",
+                                            "test", "build-api", "emit-artifacts"]
+    assert first.step("build-runtime").parents == ("build-weights",)
+    code, out, err = cli("render", "--stage", "runtime", str(garden_dir))
+    assert code == 0, err
+    assert f"\nFROM localhost/gardenbuild/weights:{first.step('build-weights').key[:20]}\n" in out
     nb = garden_dir / "model.ipynb"
     nb.write_text(nb.read_text().replace("return 1", "return 2"))
     edited = load(garden_dir)

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,8 @@ from gardenbuild.plan.render import render_env, render_garden
 GOLDEN = Path(__file__).resolve().parent / "golden"
 GOLDEN_VERSION = "0.0.0+golden"
 NAMES = ["solubility", "torch_garden", "tf_garden"]
-ORDER = ["resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "build-api",
-         "emit-artifacts"]
+ORDER = ["resolve", "fetch", "render-env", "build-env", "build-runtime", "render-garden", "execute-notebook", "test",
+         "build-api", "emit-artifacts"]
 ALL = set(ORDER)
 
 
@@ -40,8 +41,9 @@ def fixed_version(monkeypatch):
 
 
 def make_plan(folder: Path) -> Plan:
+    """The garden's plan, its runtime's digest fixed: a runtime edit does not change the golden files."""
     garden = load(folder)
-    return plan(garden, inputs_for(garden))
+    return plan(garden, replace(inputs_for(garden), runtime="0" * 64))
 
 
 def keys(folder: Path) -> dict[str, str]:
@@ -60,7 +62,7 @@ def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
 @pytest.mark.parametrize("filename", ["Containerfile.env", "Containerfile"])
 def test_golden_containerfile(name, filename, gardens):
     p = make_plan(gardens[name])
-    text = render_env(p.garden) if filename == "Containerfile.env" else render_garden(p.garden, p.env_image)
+    text = render_env(p.garden) if filename == "Containerfile.env" else render_garden(p.garden, p.runtime_image)
     golden = GOLDEN / name / filename
     if os.environ.get("GARDENBUILD_UPDATE_GOLDEN") == "1":
         golden.parent.mkdir(parents=True, exist_ok=True)
@@ -74,14 +76,15 @@ def test_golden_files_do_not_depend_on_the_version(name, gardens, monkeypatch):
     """Nothing in the golden files names the real version; with the real version only
     the version mentions and the env image tag differ."""
     p = make_plan(gardens[name])
-    fixed = render_env(p.garden), render_garden(p.garden, p.env_image)
+    fixed = render_env(p.garden), render_garden(p.garden, p.runtime_image)
     monkeypatch.setattr(gardenbuild.plan.graph, "__version__", "9.9.9")
     monkeypatch.setattr(gardenbuild.plan.render, "__version__", "9.9.9")
     q = make_plan(gardens[name])
-    real = render_env(q.garden), render_garden(q.garden, q.env_image)
+    real = render_env(q.garden), render_garden(q.garden, q.runtime_image)
     assert q.env_image != p.env_image
     for a, b in zip(fixed, real):
-        assert a.replace(GOLDEN_VERSION, "9.9.9").replace(p.env_image, q.env_image) == b
+        assert a.replace(GOLDEN_VERSION, "9.9.9").replace(p.env_image, q.env_image).replace(
+            p.runtime_image, q.runtime_image) == b
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -90,9 +93,9 @@ def test_rendered_files_are_sorted_and_complete(name, gardens):
     from gardenbuild.plan.render import render
 
     p = make_plan(gardens[name])
-    text = render_garden(p.garden, p.env_image)
+    text = render_garden(p.garden, p.runtime_image)
     assert text.startswith(f"# Rendered by gardenbuild {GOLDEN_VERSION};")
-    assert f"FROM {p.env_image}\n" in text
+    assert f"FROM {p.runtime_image}\n" in text
     assert "\nLABEL " not in text  # the labels are the garden image's: a title edit never runs the notebook
     api = p.step("build-api").params
     api_text = render(api["template"], {**api["context"], "session_image": "localhost/session:x"})
@@ -119,8 +122,8 @@ def test_step_order_and_kinds(name, gardens):
     steps = list(make_plan(gardens[name]).steps())
     assert [s.id for s in steps] == ORDER
     assert [s.kind for s in steps] == [
-        "resolve", "fetch", "render", "build-image", "render", "execute-notebook", "test", "build-image",
-        "emit-artifacts"]
+        "resolve", "fetch", "render", "build-image", "build-image", "render", "execute-notebook", "test",
+        "build-image", "emit-artifacts"]
     assert all(s.kind in KINDS for s in steps)
     seen: set[str] = set()
     for s in steps:  # parents always come first

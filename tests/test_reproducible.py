@@ -31,7 +31,7 @@ from helpers import cli, copy_garden, write_garden
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "gardens"
 SOLUBILITY = REPO / "examples" / "solubility"
-ENV_STEPS = ["resolve", "fetch", "render-env", "build-env", "render-garden"]
+ENV_STEPS = ["resolve", "fetch", "render-env", "build-env", "build-runtime", "render-garden"]
 integration = pytest.mark.integration
 
 
@@ -327,14 +327,15 @@ def test_locked_refuses_a_requirement_edit_until_the_lock_is_updated(env, tmp_pa
 
 
 @integration
-def test_verify_of_the_example_finds_both_images_identical(example, env):
+def test_verify_of_the_example_finds_every_image_identical(example, env):
     garden, first = example
     code, out, err = cli("verify", str(garden), "--json")
     assert code == 0, err
     report = json.loads(out)
     assert report["match"] is True
-    assert [(s["stage"], s["match"]) for s in report["stages"]] == [("env", True), ("garden", True), ("api", True)]
-    garden_stage, api_stage = report["stages"][1:]
+    assert [(s["stage"], s["match"]) for s in report["stages"]] == [("env", True), ("runtime", True), ("garden", True),
+                                                                    ("api", True)]
+    garden_stage, api_stage = report["stages"][2:]
     assert garden_stage["original"] == garden_stage["rebuilt"] == first["session_image_id"]
     assert api_stage["original"] == api_stage["rebuilt"] == first["image_id"]
     assert api_stage["digest"] == first["digest"]
@@ -362,8 +363,8 @@ def test_verify_names_the_layer_and_file_of_a_notebook_that_keeps_a_clock_readin
     ]
     report = json.loads(out)
     assert report["match"] is False
-    env_stage, garden_stage = report["stages"]
-    assert env_stage["match"] is True
+    env_stage, runtime_stage, garden_stage = report["stages"]
+    assert env_stage["match"] is runtime_stage["match"] is True
     image = json.loads((garden / ".gardenbuild" / "image.json").read_text())["image"]  # the session image
     layers = Buildah().inspect(image)["OCIv1"]["rootfs"]["diff_ids"]
     assert garden_stage["match"] is False and garden_stage["original"] == Buildah().image_id(image)
@@ -409,7 +410,7 @@ def test_verify_names_the_unseeded_model_that_keeps_a_notebook_from_reproducing(
     code, out, err = cli("verify", str(garden), "--json")
     assert code == 1
     report = json.loads(out)
-    assert [v["name"] for v in report["stages"][1]["variables"]] == ["model"]  # not SEED_IS_FIXED, not score
+    assert [v["name"] for v in report["stages"][2]["variables"]] == ["model"]  # not SEED_IS_FIXED, not score
     code, out, err = cli("verify", str(garden))
     assert code == 1 and "the saved session differs in these notebook variables:\n    model (dict): " in out
 
@@ -481,7 +482,8 @@ def test_prune_removes_superseded_images_but_no_users_name(env, tmp_path, monkey
         backend.tag(first["image_id"], "localhost/someone/keeps-this:v1")
         code, out, err = cli("cache", "--json")
         assert code == 0, err
-        assert len(json.loads(out)["images"]) == 7  # one env image, three session images, three garden images
+        # one env image, one runtime image, three session images, three garden images
+        assert len(json.loads(out)["images"]) == 8
 
         code, out, err = cli("cache", "prune", "--json")
         assert code == 0, err
@@ -493,7 +495,8 @@ def test_prune_removes_superseded_images_but_no_users_name(env, tmp_path, monkey
         names = {n for i in images for n in i["names"]}
         last_session = {n for i in images if i["id"] == last["session_image_id"] for n in i["names"]}
         assert len(last_session) == 1 and next(iter(last_session)).startswith("localhost/gardenbuild/session/")
-        assert names == {env["base"], last["env_image"], last["image"], "localhost/someone/keeps-this:v1"} | last_session
+        assert names == {env["base"], last["env_image"], last["runtime_image"], last["image"],
+                         "localhost/someone/keeps-this:v1"} | last_session
         assert backend.image_id("localhost/someone/keeps-this:v1") == first["image_id"]
         assert second["image_id"] not in storage_ids()
         code, out, err = cli("build", str(garden), "--json")

@@ -263,6 +263,41 @@ def test_parse_markers_ignores_noise() -> None:
     assert errors == [{"kind": "cell", "source_line": 'print("GARDENBUILD-ERROR {")'}]
 
 
+END_PROCESS = """
+import atexit, sys, threading, time
+from gardenbuild.runtime.protocol import end_process
+
+class Loud:
+    def __init__(self, path):
+        self.path = path
+
+    def __del__(self, open=open):  # runs in a normal interpreter teardown only
+        with open(self.path, "w") as f:
+            f.write("torn down")
+
+keep = Loud(sys.argv[1] + "/teardown")
+unclosed = open(sys.argv[1] + "/unclosed.txt", "w")
+unclosed.write("bytes still in the buffer")
+atexit.register(lambda: open(sys.argv[1] + "/atexit", "w").write("ran"))
+if sys.argv[2] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.3), open(sys.argv[1] + "/thread", "w").write("done"))).start()
+print("answer", end="")
+end_process(3)
+"""
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_end_process_skips_teardown_but_keeps_what_an_exit_keeps(tmp_path: Path, thread: bool) -> None:
+    proc = subprocess.run([sys.executable, "-c", END_PROCESS, str(tmp_path), "thread" if thread else "-"],
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (3, "answer"), proc.stderr
+    assert (tmp_path / "unclosed.txt").read_text() == "bytes still in the buffer"
+    assert (tmp_path / "atexit").read_text() == "ran"
+    # With a thread still running it is a normal exit: the thread finishes, teardown runs.
+    assert (tmp_path / "thread").exists() is thread
+    assert (tmp_path / "teardown").exists() is thread
+
+
 # --------------------------------------------------------------------------- execute
 
 

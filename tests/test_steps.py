@@ -101,6 +101,7 @@ PURE = ("resolve", "render-env", "render-garden", "emit-artifacts")
 #: Records the pure steps read from parents that run outside processes.
 PARENTS = {
     "build-env": {"image": "localhost/gardenbuild/env:0123", "image_id": "1" * 64, "key": "k1"},
+    "build-runtime": {"image": "localhost/gardenbuild/runtime:0123", "image_id": "6" * 64, "key": "k4"},
     "execute-notebook": {"image": "localhost/gardenbuild/session/solubility:4567", "image_id": "2" * 64,
                          "digest": "sha256:" + "3" * 64, "key": "k2"},
     "build-api": {"image": "localhost/gardens/solubility:89ab", "image_id": "4" * 64, "digest": "sha256:" + "5" * 64,

@@ -119,21 +119,23 @@ def cmd_graph(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("render")
 def cmd_render(args: argparse.Namespace, reporter: Reporter) -> int:
+    from gardenbuild.plan.graph import weights_image_name
     from gardenbuild.plan.render import render
 
     p = plan_garden(args, reporter)  # rendered from the steps' own parameters, as a build renders them
-    env_step, garden_step = p.step("render-env"), p.step("render-garden")
-    env_file = render(env_step.params["template"], env_step.params["context"])
-    garden_file = render(garden_step.params["template"], {**garden_step.params["context"], "env_image": p.env_image})
-    if args.stage == "env":
-        text = env_file
-    elif args.stage == "garden":
-        text = garden_file
-    else:
-        text = f"# ---- Containerfile.env ----\n{env_file}\n# ---- Containerfile ----\n{garden_file}"
-    files = {"env": {"Containerfile.env": env_file}, "garden": {"Containerfile": garden_file}}
-    data = files.get(args.stage, {"Containerfile.env": env_file, "Containerfile": garden_file})
-    emit(args, {**data, "env_image": p.env_image}, text)
+    env_step, runtime_step, garden_step = p.step("render-env"), p.step("build-runtime"), p.step("render-garden")
+    below = p.step(runtime_step.params["from"])  # the env image, or the weights layer over it
+    files = {
+        "env": ("Containerfile.env", render(env_step.params["template"], env_step.params["context"])),
+        "runtime": ("Containerfile.runtime", render(runtime_step.params["template"], {
+            **runtime_step.params["context"],
+            "from_image": p.env_image if below.id == "build-env" else weights_image_name(below)})),
+        "garden": ("Containerfile", render(garden_step.params["template"],
+                                           {**garden_step.params["context"], "env_image": p.runtime_image})),
+    }
+    chosen = list(files.values()) if args.stage == "all" else [files[args.stage]]
+    text = "\n".join(f"# ---- {name} ----\n{body}" for name, body in chosen) if len(chosen) > 1 else chosen[0][1]
+    emit(args, {**dict(chosen), "env_image": p.env_image, "runtime_image": p.runtime_image}, text)
     return 0
 
 
@@ -488,7 +490,7 @@ def add_parsers(sub: Any) -> None:
         if name == "graph":
             p.add_argument("--format", choices=("dot", "mermaid"), default="dot")
         if name == "render":
-            p.add_argument("--stage", choices=("env", "garden", "all"), default="all")
+            p.add_argument("--stage", choices=("env", "runtime", "garden", "all"), default="all")
 
     p = sub.add_parser("build", help="build the garden image: resolve, fetch, install, run the notebook, test")
     add_dir(p); add_json(p)  # noqa: E702

@@ -46,13 +46,14 @@ from gardenbuild.plan.digests import runtime_files, tree_sha256
 from gardenbuild.plan.explain import snapshot
 from gardenbuild.plan.graph import (
     BUILD_FILES,
-    WEIGHTS_REPOSITORY,
     Plan,
     PlanError,
     Step,
     env_image_name,
     garden_image_name,
+    runtime_image_name,
     session_image_name,
+    weights_image_name,
 )
 from gardenbuild.plan.render import DEBS, TESTS_FILE, UV, WHEELHOUSE, render
 from gardenbuild.report import Reporter
@@ -81,6 +82,7 @@ class BuildResult:
     env_image: str
     out_dir: Path
     digest: str = ""
+    runtime_image: str = ""
     session_image_id: str = ""
     session_bytes: int | None = None
     steps: list[StepResult] = field(default_factory=list)
@@ -95,6 +97,7 @@ class BuildResult:
             "session_image_id": self.session_image_id,
             "session_bytes": self.session_bytes,
             "env_image": self.env_image,
+            "runtime_image": self.runtime_image,
             "output_dir": str(self.out_dir),
             "steps": [asdict(s) for s in self.steps],
             "tests": self.tests,
@@ -224,7 +227,7 @@ def render_env_step(step: Step, ctx: Context) -> Record:
 
 
 def render_garden_step(step: Step, ctx: Context) -> Record:
-    context = {**step.params["context"], "env_image": ctx.parents[step.params["from"]]["image"]}
+    context = {**step.params["context"], "env_image": ctx.parents["build-runtime"]["image"]}
     return {"files": {"Containerfile": render(step.params["template"], context),
                       "pipelines.json": step.params["pipelines"]}}
 
@@ -280,7 +283,7 @@ def fetch_weights_step(step: Step, ctx: Context) -> Record:
 def build_weights_step(step: Step, ctx: Context) -> Record:
     """FROM the environment, COPY the weights: an image of its own, so the layer is shared."""
     pins = [PinnedWheel(**p) for p in ctx.parents["fetch-weights"]["weights"]]
-    image = f"{WEIGHTS_REPOSITORY}:{step.key[:20]}"
+    image = weights_image_name(step)
     context = ctx.store.scratch()
     try:
         for pin in pins:
@@ -292,6 +295,28 @@ def build_weights_step(step: Step, ctx: Context) -> Record:
             "weights_dir": step.params["weights_dir"], "user": step.params["user"],
             "names": [p.name for p in pins]}))
         image_id = ctx.bud(containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh)
+    finally:
+        ctx.store.discard(context)
+    return {"image": image, "image_id": image_id}
+
+
+def build_runtime_step(step: Step, ctx: Context) -> Record:
+    """FROM the environment (and weights), COPY the runtime and compile it: an image of its own."""
+    image = runtime_image_name(step)
+    context = ctx.store.scratch()
+    try:
+        with ctx.phases.phase("copy the runtime"):
+            runtime = runtime_files()
+            if tree_sha256(runtime) != dict(step.inputs)["runtime"]:
+                raise UserError("gardenbuild's runtime changed while the garden was building", hint="build again")
+            for rel, path in runtime:
+                dest = context / "runtime" / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
+            containerfile = context / "Containerfile"
+            containerfile.write_text(render(step.params["template"], {
+                **step.params["context"], "from_image": ctx.parents[step.params["from"]]["image"]}))
+        image_id = ctx.bud(containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh, layers=False)
     finally:
         ctx.store.discard(context)
     return {"image": image, "image_id": image_id}
@@ -322,16 +347,9 @@ def execute_step(step: Step, ctx: Context) -> Record:
     context = ctx.store.scratch()
     log: list[str] = []
     try:
-        with ctx.phases.phase("copy the notebook, its files and the runtime"):
+        with ctx.phases.phase("copy the notebook and its files"):
             for rel in step.params["files"]:
                 _copy_checked(ctx.root, rel, context / "garden" / "src" / rel, inputs[rel])
-            runtime = runtime_files()
-            if tree_sha256(runtime) != inputs["runtime"]:
-                raise UserError("gardenbuild's runtime changed while the garden was building", hint="build again")
-            for rel, path in runtime:
-                dest = context / "runtime" / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, dest)
         rendered = ctx.parents["render-garden"]["files"]
         (context / "garden" / "pipelines.json").write_text(rendered["pipelines.json"])
         (context / "garden" / "home").mkdir()  # the notebook's HOME: nobody has one of its own
@@ -355,10 +373,11 @@ def execute_step(step: Step, ctx: Context) -> Record:
 
         def bud() -> str:
             # The notebook stops itself at its limit; the build as a whole gets a little more.
-            # buildah's layer cache does not see a secret's value: a garden with secrets never
-            # reuses a layer of its garden stage, so no notebook run made with another value sticks.
-            return ctx.bud(containerfile, context, tag=None if ctx.fresh else image,
-                           no_cache=ctx.fresh or bool(step.params["secrets"]), on_line=_NotebookProgress(ctx.reporter, log),
+            # No --layers: the stage is committed once, and no notebook run is ever taken from
+            # buildah's layer cache (which would not see a secret's value, say): this step's
+            # key decides when the notebook runs.
+            return ctx.bud(containerfile, context, tag=None if ctx.fresh else image, layers=False,
+                           no_cache=ctx.fresh, on_line=_NotebookProgress(ctx.reporter, log),
                            timeout=limit + BUILD_GRACE_SECONDS + (ctx.tests["seconds"] if cases.exists() else 0),
                            volumes=[(tests_dir, str(Path(TESTS_FILE).parent), "ro")],
                            secrets={n: ctx.secrets[n] for n in step.params["secrets"]})
@@ -391,9 +410,11 @@ def execute_step(step: Step, ctx: Context) -> Record:
     tests = tests_in_run(results)
     executed = next((r["executed_ipynb"] for r in reversed(results) if "executed_ipynb" in r), None)
     notebook_log = "\n".join(line for line in _run_step_lines(log) if not line.startswith("GARDENBUILD-RESULT "))
+    if metadata is None:
+        raise StepFailed(BuildError(f"running {notebook} ended without saying what it saved",
+                                    hint=f"look at the end of {OUTPUT_DIR}/notebook.log; if the notebook finished, "
+                                         "this is a bug in gardenbuild"), {"notebook.log": notebook_log + "\n"})
     with ctx.phases.phase("read the session image"):
-        if metadata is None:  # a build served from buildah's layer cache printed nothing
-            metadata = ctx.backend.run(image_id, ["cat", "/garden/metadata.json"]).stdout.decode()
         digest = ctx.backend.digest(image_id)
     pipelines = [p["name"] for p in json.loads(rendered["pipelines.json"])["pipelines"]]
     facts = json.loads(metadata)
@@ -549,6 +570,7 @@ HANDLERS: dict[str, Callable[[Step, Context], Record]] = {
     "build-env": build_env_step,
     "fetch-weights": fetch_weights_step,
     "build-weights": build_weights_step,
+    "build-runtime": build_runtime_step,
     "render-garden": render_garden_step,
     "execute-notebook": execute_step,
     "test": test_step,
@@ -608,6 +630,7 @@ class Builder:
         result.steps = self._run_steps()
         final, executed = self.records["build-api"], self.records["execute-notebook"]
         result.image_id, result.digest = final["image_id"], final["digest"]
+        result.runtime_image = self.records["build-runtime"]["image"]
         result.session_image_id = executed["image_id"]
         result.session_bytes = executed.get("session_bytes")
         result.tests = self.records["test"].get("cases", [])

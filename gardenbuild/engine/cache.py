@@ -25,8 +25,8 @@ from gardenbuild.errors import GardenError
 from gardenbuild.report import Reporter
 
 GARDEN_IMAGES = "localhost/gardens/"
-OWN_IMAGES = ("localhost/gardenbuild/env:", "localhost/gardenbuild/weights:", "localhost/gardenbuild/session/",
-              GARDEN_IMAGES)
+OWN_IMAGES = ("localhost/gardenbuild/env:", "localhost/gardenbuild/weights:", "localhost/gardenbuild/runtime:",
+              "localhost/gardenbuild/session/", GARDEN_IMAGES)
 #: A half-written record this old is a killed writer's (atomic_write holds one for milliseconds).
 STALE_SECONDS = 3600
 

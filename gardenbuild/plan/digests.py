@@ -8,7 +8,7 @@ from pathlib import Path
 from gardenbuild.engine.outputs import file_sha256
 from gardenbuild.manifest.garden import Garden
 from gardenbuild.plan.graph import Inputs
-from gardenbuild.plan.render import API_TEMPLATE, ENV_TEMPLATE, GARDEN_TEMPLATE, WEIGHTS_TEMPLATE
+from gardenbuild.plan.render import API_TEMPLATE, ENV_TEMPLATE, GARDEN_TEMPLATE, RUNTIME_TEMPLATE, WEIGHTS_TEMPLATE
 from gardenbuild.resources import data_dir, runtime_dir
 
 
@@ -42,7 +42,8 @@ def inputs_for(garden: Garden, lock: dict | None = None) -> Inputs:
     templates = data_dir("templates")
     return Inputs(
         files={rel: file_sha256(garden.root / rel) for rel in garden.files},
-        templates={name: file_sha256(templates / name) for name in (ENV_TEMPLATE, GARDEN_TEMPLATE, WEIGHTS_TEMPLATE, API_TEMPLATE)},
+        templates={name: file_sha256(templates / name)
+                   for name in (ENV_TEMPLATE, GARDEN_TEMPLATE, WEIGHTS_TEMPLATE, RUNTIME_TEMPLATE, API_TEMPLATE)},
         runtime=tree_sha256(runtime_files()),
         uv=uv_identity(),
         lock=lock,

@@ -23,6 +23,7 @@ from gardenbuild.plan.render import (
     ENV_TEMPLATE,
     GARDEN_TEMPLATE,
     NOTEBOOK_USER,
+    RUNTIME_TEMPLATE,
     WEIGHTS_TEMPLATE,
     api_context,
     api_files,
@@ -38,9 +39,9 @@ PLATFORM = "x86_64-manylinux_2_36"
 RECORD_FORMAT = 3
 
 KINDS = ("resolve", "fetch", "render", "build-image", "execute-notebook", "test", "emit-artifacts")
-#: Step ids in build order, where kinds repeat (two fetches, two renders, three image builds).
-ORDER = ("resolve", "fetch", "render-env", "build-env", "fetch-weights", "build-weights", "render-garden",
-         "execute-notebook", "test", "build-api", "emit-artifacts")
+#: Step ids in build order, where kinds repeat (two fetches, two renders, four image builds).
+ORDER = ("resolve", "fetch", "render-env", "build-env", "fetch-weights", "build-weights", "build-runtime",
+         "render-garden", "execute-notebook", "test", "build-api", "emit-artifacts")
 
 
 class PlanError(GardenError):
@@ -98,6 +99,7 @@ class Step:
 
 ENV_REPOSITORY = "localhost/gardenbuild/env"
 WEIGHTS_REPOSITORY = "localhost/gardenbuild/weights"
+RUNTIME_REPOSITORY = "localhost/gardenbuild/runtime"
 SESSION_REPOSITORY = "localhost/gardenbuild/session"
 GARDEN_REPOSITORY = "localhost/gardens"
 
@@ -105,6 +107,16 @@ GARDEN_REPOSITORY = "localhost/gardens"
 def env_image_name(step: Step) -> str:
     """The tag of the environment image the build-env step makes: named by its key."""
     return f"{ENV_REPOSITORY}:{step.key[:20]}"
+
+
+def weights_image_name(step: Step) -> str:
+    """The tag of the image the build-weights step makes (the environment with the weights), by its key."""
+    return f"{WEIGHTS_REPOSITORY}:{step.key[:20]}"
+
+
+def runtime_image_name(step: Step) -> str:
+    """The tag of the image the build-runtime step makes (the environment with the runtime), by its key."""
+    return f"{RUNTIME_REPOSITORY}:{step.key[:20]}"
 
 
 def session_image_name(step: Step) -> str:
@@ -136,6 +148,11 @@ class Plan:
         return env_image_name(self.step("build-env"))
 
     @property
+    def runtime_image(self) -> str:
+        """What the garden's Containerfile builds FROM."""
+        return runtime_image_name(self.step("build-runtime"))
+
+    @property
     def image(self) -> str:
         return garden_image_name(self.step("build-api"))
 
@@ -162,7 +179,8 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
         resolve_params = {"locked": inputs.lock}
     resolved = ("requirements.lock",) + (("system-packages.lock",) if garden.system_packages else ())
     n_tests = sum(len(p.tests) for p in garden.pipelines)
-    every = ("resolve", "fetch", "render-env", "build-env", "render-garden", "execute-notebook", "test", "build-api")
+    every = ("resolve", "fetch", "render-env", "build-env", "build-runtime", "render-garden", "execute-notebook", "test",
+             "build-api")
     weights: list[Step] = []
     below_notebook = "build-env"
     if garden.weights:
@@ -190,16 +208,21 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
         Step("build-env", "build-image", "build the environment image", {"uv": inputs.uv}, outputs=("image:env",),
              parents=("resolve", "fetch", "render-env")),
         *weights,
+        # The runtime's own layer, keyed by its files: gardens on one environment share it,
+        # and the notebook's stage above it is a single commit.
+        Step("build-runtime", "build-image", "add gardenbuild's runtime to the environment",
+             {"template": RUNTIME_TEMPLATE, "context": {"gardenbuild_version": __version__}, "from": below_notebook},
+             inputs=(("template:" + RUNTIME_TEMPLATE, inputs.templates[RUNTIME_TEMPLATE]), ("runtime", inputs.runtime)),
+             outputs=("image:runtime",), parents=(below_notebook,)),
         Step("render-garden", "render", "render Containerfile",
-             {"template": GARDEN_TEMPLATE, "context": garden_context(garden), "pipelines": pipelines_config(garden),
-              "from": below_notebook},
+             {"template": GARDEN_TEMPLATE, "context": garden_context(garden), "pipelines": pipelines_config(garden)},
              inputs=(("template:" + GARDEN_TEMPLATE, inputs.templates[GARDEN_TEMPLATE]),),
-             outputs=("Containerfile", "pipelines.json"), parents=(below_notebook,)),
+             outputs=("Containerfile", "pipelines.json"), parents=("build-runtime",)),
         Step("execute-notebook", "execute-notebook", f"run {garden.notebook} inside the image and save its state",
              {"garden": garden.name, "notebook": garden.notebook, "files": sorted(inputs.files),
               "notebook_seconds": garden.limits.notebook_seconds, "secrets": list(garden.secrets),
               "accelerator": garden.accelerator},
-             inputs=tuple(sorted(inputs.files.items())) + (("runtime", inputs.runtime),),
+             inputs=tuple(sorted(inputs.files.items())),
              outputs=("image:session", "metadata.json", "image.json", "executed.ipynb", "notebook.log"),
              parents=("render-garden",)),
         # The tests are the test step's own: editing one re-runs the tests, never the notebook.

@@ -22,6 +22,7 @@ DEBS = "/opt/gardenbuild/debs"
 NOTEBOOK_USER = "65534:65534"
 ENV_TEMPLATE = "Containerfile.env.j2"
 WEIGHTS_TEMPLATE = "Containerfile.weights.j2"
+RUNTIME_TEMPLATE = "Containerfile.runtime.j2"
 GARDEN_TEMPLATE = "Containerfile.j2"
 API_TEMPLATE = "Containerfile.api.j2"
 #: Where the garden image keeps what its server says about the garden (garden.json, examples.json).
@@ -92,8 +93,8 @@ def env_context(garden: Garden) -> dict[str, Any]:
 
 
 def garden_context(garden: Garden) -> dict[str, Any]:
-    """Everything `Containerfile.j2` renders from except the env image, which is named by
-    the build-env step's key (the render-garden step's parent)."""
+    """Everything `Containerfile.j2` renders from except the image it builds FROM (the
+    environment with the runtime: the build-runtime step's, named by its key)."""
     return {
         "gardenbuild_version": __version__,
         "env": dict(garden.env),
@@ -135,8 +136,9 @@ def render_env(garden: Garden) -> str:
     return render(ENV_TEMPLATE, env_context(garden))
 
 
-def render_garden(garden: Garden, env_image: str) -> str:
-    return render(GARDEN_TEMPLATE, {**garden_context(garden), "env_image": env_image})
+def render_garden(garden: Garden, from_image: str) -> str:
+    """The garden's Containerfile, FROM `from_image` (the environment with the runtime)."""
+    return render(GARDEN_TEMPLATE, {**garden_context(garden), "env_image": from_image})
 
 
 def pipelines_config(garden: Garden) -> str:

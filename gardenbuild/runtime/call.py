@@ -582,5 +582,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     # Run as the importable module, not as __main__: the session gets __main__.
     from gardenbuild.runtime.call import main as _main
+    from gardenbuild.runtime.protocol import end_process
 
-    sys.exit(_main())
+    end_process(_main())

@@ -762,5 +762,6 @@ if __name__ == "__main__":
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     # Run as the importable module, not as __main__: the notebook gets __main__.
     from gardenbuild.runtime.execute import main as _main
+    from gardenbuild.runtime.protocol import end_process
 
-    sys.exit(_main())
+    end_process(_main())
