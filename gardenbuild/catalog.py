@@ -43,6 +43,8 @@ from gardenbuild.errors import GardenError
 from gardenbuild.report import NullReporter, Reporter
 
 FILENAME = "catalog.sqlite"
+#: `catalog serve`'s port unless --port says otherwise (gardenbuild.site serves it).
+SITE_PORT = 8765
 SCHEMA_VERSION = 3
 STATES = ("pending", "done", "failed")
 

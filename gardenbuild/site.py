@@ -42,7 +42,6 @@ from gardenbuild.search import MAX_LIMIT, Query, QueryError, facets, parse_query
 PAGES = "gardens"
 HUBS = "hubs"
 INDEX = "index.json"
-DEFAULT_PORT = 8765
 #: A client that sends nothing for this long is dropped: no request holds a thread forever.
 CLIENT_TIMEOUT = 15.0
 TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".bib": "application/x-bibtex",

@@ -72,7 +72,7 @@ def cmd_catalog(args: argparse.Namespace, reporter: Reporter) -> int:
 
 def add_parsers(sub: Any) -> None:
     from gardenbuild.cli.serve import _port
-    from gardenbuild.site import DEFAULT_PORT
+    from gardenbuild.catalog import SITE_PORT as DEFAULT_PORT
 
     top = sub.add_parser("catalog", help="the gardens on this machine as a searchable web site")
     actions = top.add_subparsers(dest="action", required=True, metavar="ACTION")

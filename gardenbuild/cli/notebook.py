@@ -23,7 +23,7 @@ ACTIONS = ("create", "edit", "publish")
 
 def add_parsers(sub: Any) -> None:
     from gardenbuild.cli.publish import add_publish_options
-    from gardenbuild.jupyter.session import DEFAULT_PORT
+    from gardenbuild.jupyter import DEFAULT_PORT
 
     p = sub.add_parser(
         "notebook", help="create a garden, edit it in JupyterLab inside its environment image, publish it",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gardenbuild.errors import BuildError, UserError
+from gardenbuild.jupyter import DEFAULT_PORT
 from gardenbuild.jupyter.prefix import MOUNT, PYTHON_IN_IMAGE
 from gardenbuild.report import Reporter
 
@@ -30,7 +31,6 @@ CERTS_MOUNT = "/opt/gardenbuild-certs"
 PASSED_ON = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "UV_INDEX_URL",
              "UV_EXTRA_INDEX_URL", "UV_DEFAULT_INDEX")
 GARDEN = "/garden"
-DEFAULT_PORT = 8888
 SERVER_BOOT = (f"import sys; sys.path.insert(0, {MOUNT + '/site'!r}); sys.argv[0] = 'jupyter-lab'; "
                "from jupyterlab.labapp import main; sys.exit(main())")
 
