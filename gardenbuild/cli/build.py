@@ -119,19 +119,17 @@ def cmd_graph(args: argparse.Namespace, reporter: Reporter) -> int:
 
 @command("render")
 def cmd_render(args: argparse.Namespace, reporter: Reporter) -> int:
-    from gardenbuild.plan.graph import weights_image_name
     from gardenbuild.plan.render import render
 
     p = plan_garden(args, reporter)  # rendered from the steps' own parameters, as a build renders them
     env_step, runtime_step, garden_step = p.step("render-env"), p.step("build-runtime"), p.step("render-garden")
-    below = p.step(runtime_step.params["from"])  # the env image, or the weights layer over it
     files = {
         "env": ("Containerfile.env", render(env_step.params["template"], env_step.params["context"])),
+        # FROM the env image, or the weights layer over it
         "runtime": ("Containerfile.runtime", render(runtime_step.params["template"], {
-            **runtime_step.params["context"],
-            "from_image": p.env_image if below.id == "build-env" else weights_image_name(below)})),
+            **runtime_step.params["context"], "from_image": p.image_of(runtime_step.params["from"])})),
         "garden": ("Containerfile", render(garden_step.params["template"],
-                                           {**garden_step.params["context"], "env_image": p.runtime_image})),
+                                           {**garden_step.params["context"], "from_image": p.runtime_image})),
     }
     chosen = list(files.values()) if args.stage == "all" else [files[args.stage]]
     text = "\n".join(f"# ---- {name} ----\n{body}" for name, body in chosen) if len(chosen) > 1 else chosen[0][1]

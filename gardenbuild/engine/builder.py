@@ -227,7 +227,7 @@ def render_env_step(step: Step, ctx: Context) -> Record:
 
 
 def render_garden_step(step: Step, ctx: Context) -> Record:
-    context = {**step.params["context"], "env_image": ctx.parents["build-runtime"]["image"]}
+    context = {**step.params["context"], "from_image": ctx.parents["build-runtime"]["image"]}
     return {"files": {"Containerfile": render(step.params["template"], context),
                       "pipelines.json": step.params["pipelines"]}}
 

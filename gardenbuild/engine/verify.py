@@ -165,14 +165,13 @@ def verify(plan: Plan, *, store: StepStore, backend: Backend, reporter: Reporter
            secrets: dict[str, str] | None = None) -> list[StageCheck]:
     """Build (or reuse) the garden, rebuild each of its images from scratch, compare."""
     builder = Builder(plan, store=store, backend=backend, reporter=reporter, secrets=secrets)
-    original = builder.run()
-    originals = {"build-env": backend.image_id(plan.env_image), "build-runtime": builder.records["build-runtime"]["image_id"],
-                 "execute-notebook": original.session_image_id, "build-api": original.image_id}
+    builder.run()
+    stages = (("env", "build-env"), ("runtime", "build-runtime"), ("garden", "execute-notebook"), ("api", "build-api"))
+    originals = {step_id: builder.records[step_id]["image_id"] for _, step_id in stages}
     fresh = Builder(plan, store=store, backend=backend, reporter=reporter, fresh=True, secrets=secrets)
     fresh.records = {s.id: store.get(s.key) for s in plan.steps()}
     checks = []
-    for stage, step_id in (("env", "build-env"), ("runtime", "build-runtime"), ("garden", "execute-notebook"),
-                           ("api", "build-api")):
+    for stage, step_id in stages:
         reporter.step(f"rebuilding the {stage} image from scratch (no layer cache)")
         rebuilt = fresh.execute(plan.step(step_id))["image_id"]
         check = StageCheck(stage, originals[step_id], rebuilt, backend.digest(originals[step_id]))

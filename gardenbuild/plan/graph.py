@@ -129,6 +129,11 @@ def garden_image_name(step: Step) -> str:
     return f"{GARDEN_REPOSITORY}/{step.params['garden']}:{step.key[:20]}"
 
 
+#: The tag each image-making step gives its image.
+IMAGE_NAMES = {"build-env": env_image_name, "build-weights": weights_image_name, "build-runtime": runtime_image_name,
+               "execute-notebook": session_image_name, "build-api": garden_image_name}
+
+
 @dataclass
 class Plan:
     garden: Garden
@@ -143,18 +148,22 @@ class Plan:
     def step(self, step_id: str) -> Step:
         return self.graph.nodes[step_id]["step"]
 
+    def image_of(self, step_id: str) -> str:
+        """The tag of the image step `step_id` makes."""
+        return IMAGE_NAMES[step_id](self.step(step_id))
+
     @property
     def env_image(self) -> str:
-        return env_image_name(self.step("build-env"))
+        return self.image_of("build-env")
 
     @property
     def runtime_image(self) -> str:
         """What the garden's Containerfile builds FROM."""
-        return runtime_image_name(self.step("build-runtime"))
+        return self.image_of("build-runtime")
 
     @property
     def image(self) -> str:
-        return garden_image_name(self.step("build-api"))
+        return self.image_of("build-api")
 
     def files(self) -> set[str]:
         """Every file in the output folder that some step of this plan writes."""

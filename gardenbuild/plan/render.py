@@ -138,7 +138,7 @@ def render_env(garden: Garden) -> str:
 
 def render_garden(garden: Garden, from_image: str) -> str:
     """The garden's Containerfile, FROM `from_image` (the environment with the runtime)."""
-    return render(GARDEN_TEMPLATE, {**garden_context(garden), "env_image": from_image})
+    return render(GARDEN_TEMPLATE, {**garden_context(garden), "from_image": from_image})
 
 
 def pipelines_config(garden: Garden) -> str:
