@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -420,7 +421,7 @@ def test_fetch_from_pypi_then_fully_from_cache(pypi_cache, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("a warm fetch must not touch the network")
 
-    monkeypatch.setattr(deps.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
     again = RecordingReporter()
     assert store.fetch(wheels, again) == paths
     assert again.messages("progress") == []

@@ -98,10 +98,14 @@ def test_rendered_files_are_sorted_and_complete(name, gardens):
     assert f"FROM {p.runtime_image}\n" in text
     assert "\nLABEL " not in text  # the labels are the garden image's: a title edit never runs the notebook
     api = p.step("build-api").params
-    api_text = render(api["template"], {**api["context"], "session_image": "localhost/session:x"})
+    card = '{"say":"a \\"quoted\\" $HOME"}'
+    api_text = render(api["template"], {**api["context"], "session_image": "localhost/session:x",
+                                        "card_label": "dev.gardenbuild.card", "card": card})
+    assert api_text.count("\nLABEL ") == 1  # one instruction: each costs buildah tens of milliseconds
     labels = re.findall(r"^\s*(?:LABEL )?([a-z][\w.-]+)=\"", api_text.split("\nLABEL ", 1)[1], re.MULTILINE)
-    garden_labels = [label for label in labels if not label.startswith("dev.gardenbuild.serve.")]
+    garden_labels = [label for label in labels if not label.startswith(("dev.gardenbuild.serve.", "dev.gardenbuild.card"))]
     assert garden_labels == sorted(garden_labels) and "dev.gardenbuild.garden" in labels
+    assert labels[-1] == "dev.gardenbuild.card" and 'dev.gardenbuild.card="{\\"say\\":\\"a \\\\\\"quoted' in api_text
     assert f'dev.gardenbuild.garden="{p.garden.name}"' in api_text
     env_text = render_env(p.garden)
     assert f"FROM {p.garden.base_image}\n" in env_text

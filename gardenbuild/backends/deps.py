@@ -11,32 +11,29 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import http.client
 import json
 import os
 import re
 import shutil
-import ssl
 import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-import zipfile
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
 from gardenbuild.engine.store import atomic_write
 from gardenbuild.errors import ResolutionError
 from gardenbuild.report import Reporter
+
+if TYPE_CHECKING:  # the network's modules load when a download needs them: not on a notebook edit
+    import ssl
 
 try:
     import tomllib
@@ -453,6 +450,8 @@ def _unlink(path: Path) -> None:
 
 def _ssl_context() -> ssl.SSLContext:
     """Verify TLS with the host CA bundle, as the host's pip is configured to."""
+    import ssl
+
     cafile = os.environ.get("SSL_CERT_FILE") or (_CA_BUNDLE if os.path.exists(_CA_BUNDLE) else None)
     return ssl.create_default_context(cafile=cafile)
 
@@ -485,6 +484,8 @@ class WheelStore:
         path = self.path_for(wheel)
         if not path.is_file():
             return None
+        import zipfile
+
         found = set()
         try:
             with zipfile.ZipFile(path) as archive:
@@ -518,6 +519,8 @@ class WheelStore:
             sizes = [w.size for w in missing]
             total = None if None in sizes else sum(sizes)  # type: ignore[arg-type]
             counter = _Progress(reporter, "downloading", total)
+            from concurrent.futures import ThreadPoolExecutor
+
             context = _ssl_context()
             with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(missing)))) as pool:
                 futures = [pool.submit(self._download, w, context, counter) for w in missing]
@@ -612,6 +615,10 @@ class _Transient(Exception):
 
 def _fetch_once(wheel: PinnedWheel, context: ssl.SSLContext, counter: _Progress, out: Any) -> str:
     """One attempt: stream the URL into `out`; return the sha256 of what arrived."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
     digest = hashlib.sha256()
     received = 0
     request = urllib.request.Request(wheel.url, headers={"User-Agent": "gardenbuild"})

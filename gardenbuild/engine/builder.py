@@ -531,15 +531,16 @@ def build_api_step(step: Step, ctx: Context) -> Record:
         (context / "api").mkdir()
         for name, text in step.params["files"].items():
             (context / "api" / name).write_text(text)
-        containerfile = context / "Containerfile"
-        containerfile.write_text(render(step.params["template"], {**step.params["context"],
-                                                                  "session_image": session["image"]}))
         card = complete(step.params["card"], json.loads(session["files"]["metadata.json"]),
                         ctx.parents["resolve"].get("wheels", []))
+        containerfile = context / "Containerfile"
+        containerfile.write_text(render(step.params["template"], {
+            **step.params["context"], "session_image": session["image"], "card_label": CARD_LABEL,
+            "card": label_value(card)}))
         # One commit for the whole stage (no layer per instruction): the step's key already
         # says when it must run, so buildah's layer cache would only add commits.
         image_id = ctx.bud(containerfile, context, tag=None if ctx.fresh else image, no_cache=ctx.fresh,
-                           layers=False, labels={CARD_LABEL: label_value(card)})
+                           layers=False)
     finally:
         ctx.store.discard(context)
     return {"image": image, "image_id": image_id, "digest": ctx.backend.digest(image_id)}

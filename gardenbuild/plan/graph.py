@@ -30,6 +30,7 @@ from gardenbuild.plan.render import (
     env_context,
     garden_context,
     pipelines_config,
+    runtime_context,
 )
 from gardenbuild.runtime import WEIGHTS_DIR
 
@@ -220,7 +221,7 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
         # The runtime's own layer, keyed by its files: gardens on one environment share it,
         # and the notebook's stage above it is a single commit.
         Step("build-runtime", "build-image", "add gardenbuild's runtime to the environment",
-             {"template": RUNTIME_TEMPLATE, "context": {"gardenbuild_version": __version__}, "from": below_notebook},
+             {"template": RUNTIME_TEMPLATE, "context": runtime_context(), "from": below_notebook},
              inputs=(("template:" + RUNTIME_TEMPLATE, inputs.templates[RUNTIME_TEMPLATE]), ("runtime", inputs.runtime)),
              outputs=("image:runtime",), parents=(below_notebook,)),
         Step("render-garden", "render", "render Containerfile",

@@ -109,11 +109,17 @@ def garden_context(garden: Garden) -> dict[str, Any]:
 
 def api_context(garden: Garden) -> dict[str, Any]:
     """Everything `Containerfile.api.j2` renders from except the session image (the
-    execute-notebook step's, named by its key)."""
+    execute-notebook step's, named by its key) and the garden card (its label, completed
+    from what the notebook's run found)."""
     from gardenbuild.runtime.openapi import API_VERSION
 
-    return {"gardenbuild_version": __version__, "api_dir": API_DIR, "port": SERVE_PORT,
-            "venv_python": f"{VENV}/bin/python", "api_version": API_VERSION, "labels": labels(garden)}
+    return {"gardenbuild_version": __version__, "api_dir": API_DIR, "port": SERVE_PORT, "api_version": API_VERSION,
+            "labels": labels(garden)}
+
+
+def runtime_context() -> dict[str, Any]:
+    """Everything `Containerfile.runtime.j2` renders from except the image below it."""
+    return {"gardenbuild_version": __version__, "port": SERVE_PORT, "venv_python": f"{VENV}/bin/python"}
 
 
 def api_files(garden: Garden) -> dict[str, str]:

@@ -14,17 +14,25 @@ unusable arguments, config or notebook file).
 
 from __future__ import annotations
 
+import os
+import sys
+
+if __name__ == "__main__" and "PYTHONHASHSEED" not in os.environ:
+    # Set and choose the seed before the interpreter starts: the only way to make
+    # set/dict-of-str ordering, and so the session bytes, reproducible. First thing, so the
+    # interpreter that only starts the next one imports nothing more.
+    os.environ["PYTHONHASHSEED"] = "0"
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
 import argparse
 import ast
 import difflib
 import inspect
 import json
-import os
 import platform
 import re
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import traceback
@@ -755,11 +763,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if "PYTHONHASHSEED" not in os.environ:
-        # Set and choose the seed before the interpreter starts: the only way to make
-        # set/dict-of-str ordering, and so the session bytes, reproducible.
-        os.environ["PYTHONHASHSEED"] = "0"
-        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     # Run as the importable module, not as __main__: the notebook gets __main__.
     from gardenbuild.runtime.execute import main as _main
     from gardenbuild.runtime.protocol import end_process

@@ -35,9 +35,9 @@ def end_process(code: int) -> NoReturn:
     wrote and never closed keeps its bytes), then the process ends. While a thread the code
     started is still running, the exit is a normal one: it waits for that thread, as Python does.
     """
+    import _io
     import atexit
     import gc
-    import io
     import os
     import sys
 
@@ -48,16 +48,17 @@ def end_process(code: int) -> NoReturn:
     try:
         atexit._run_exitfuncs()
     finally:
-        files = gc.get_objects()
+        # One pass over every object, against the C base types: every io class derives from
+        # them, and an isinstance check against io's ABCs instead takes 0.1 s in a process
+        # holding a notebook's session (1e5 objects).
+        files = [f for f in gc.get_objects() if isinstance(f, _io._IOBase)]
         # Text layers first: each flush moves its text into the binary buffer flushed next.
-        for kind in (io.TextIOBase, io.BufferedIOBase):
-            for f in files:
-                if isinstance(f, kind):
-                    try:
-                        if not f.closed:
-                            f.flush()
-                    except Exception:  # noqa: BLE001 - detached, broken pipe: nothing left to save
-                        pass
+        for f in sorted(files, key=lambda f: not isinstance(f, _io._TextIOBase)):
+            try:
+                if not f.closed:
+                    f.flush()
+            except Exception:  # noqa: BLE001 - detached, broken pipe: nothing left to save
+                pass
         os._exit(code)
 
 
