@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -616,8 +617,8 @@ class Buildah:
     def image_id(self, ref: str) -> str | None:
         """The id of image ``ref``, or None when there is no such image (from local storage
         when it names the image exactly, else from ``buildah inspect``)."""
-        stored = stored_image_id(ref)
-        if stored:
+        stored = stored_image_id(ref) if "/" in ref.split("@")[0].split(":")[0] or re.fullmatch(r"[0-9a-f]{64}", ref) else None
+        if stored:  # a short name is buildah's to resolve
             return stored
         self.require()
         argv = [self.executable, "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref]
@@ -845,26 +846,30 @@ def stored_image_id(ref: str) -> str | None:
     if images is None:
         return None
     name, _, digest = ref.partition("@")
+    names = {name, f"localhost/{name}"} if "/" not in name.split(":")[0] else {name}
     for image in images:
         if image.get("id") == ref:
             return ref
         if digest and digest in (image.get("digest"), *(image.get("digests") or [])):
             return image.get("id")
-        if not digest and name in image.get("names", []):
+        if not digest and names & set(image.get("names", [])):
             return image.get("id")
     return None
 
 
 def stored_digest(ref: str) -> str | None:
-    """The manifest digest of the image named (or with the id) `ref` in local storage; None
-    if absent or unknown."""
-    images = _stored_images()
-    if images is None:
+    """The manifest digest of the image named (or with the id) `ref` in local storage, as
+    ``buildah inspect`` gives it: the sha256 of the image's current manifest (the image
+    list's own "digest" field can be an older one, for an image pulled back after a push).
+    None if absent or unknown."""
+    image_id = stored_image_id(ref)
+    if image_id is None or not re.fullmatch(r"[0-9a-f]{64}", image_id):
         return None
-    if re.fullmatch(r"[0-9a-f]{64}", ref):
-        return next((image.get("digest") for image in images if image.get("id") == ref), None)
-    wanted = {ref, f"localhost/{ref}"} if "/" not in ref.split(":")[0] else {ref}
-    return next((image.get("digest") for image in images if wanted & set(image.get("names", []))), None)
+    try:
+        manifest = (_storage_images_json().parent / image_id / "manifest").read_bytes()
+    except OSError:
+        return None
+    return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
 
 def stored_labels(image_id: str) -> dict[str, str] | None:
