@@ -405,9 +405,10 @@ ALL = ["bandgap", "defects", "hostile", "solubility", "toxicity"]
 
 
 def shown(browser) -> list[str]:
-    from selenium.webdriver.common.by import By
-
-    return [li.get_attribute("data-garden") for li in browser.find_elements(By.CSS_SELECTOR, "#results li.garden")]
+    # One script, so the list is read at one instant: element by element, a re-render between
+    # finding the items and reading them made them stale (seen once in CI).
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll('#results li.garden'), li => li.dataset.garden)")
 
 
 def until(browser, want: list[str]) -> None:

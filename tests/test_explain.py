@@ -18,7 +18,7 @@ from gardenbuild.plan.digests import inputs_for
 from gardenbuild.plan.explain import explain, snapshot
 from gardenbuild.manifest import garden as garden_module
 from gardenbuild.manifest.load import load
-from gardenbuild.plan.graph import Plan, Step, build_graph, plan
+from gardenbuild.plan.graph import Plan, Step, key_steps, plan
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "solubility"
@@ -153,7 +153,7 @@ def test_starting_or_stopping_to_use_the_lock(base):
 
 
 def one_step_plan(params: dict, previous_key: str = "") -> Plan:
-    return Plan(None, build_graph([Step("render-env", "render", "render", params)]))  # type: ignore[arg-type]
+    return Plan(None, key_steps([Step("render-env", "render", "render", params)]))  # type: ignore[arg-type]
 
 
 def test_a_reordered_list_is_reported_even_after_another_parameters_change():

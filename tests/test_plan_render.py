@@ -260,6 +260,24 @@ def test_build_graph_rejects_a_self_loop():
         build_graph([step("a", ("a",))])
 
 
+def test_a_cycle_is_named_from_its_first_step_however_it_is_entered():
+    with pytest.raises(PlanError) as info:
+        build_graph([step("x"), step("b", ("a",)), step("c", ("b",)), step("a", ("c", "x"))])
+    assert str(info.value) == "the build graph has a cycle: b -> c -> a"
+
+
+def test_steps_come_in_build_order_then_as_given_and_needs_walks_every_parent():
+    from gardenbuild.plan.graph import key_steps
+
+    steps = [step("zz-extra"), step("build-api", ("fetch",)), step("fetch", ("resolve",)), step("resolve"),
+             step("aa-extra", ("resolve",))]
+    p = Plan(None, key_steps(steps))  # type: ignore[arg-type]
+    assert [s.id for s in p.steps()] == ["resolve", "fetch", "build-api", "zz-extra", "aa-extra"]
+    assert p.needs("build-api") == {"build-api", "fetch", "resolve"} and p.needs("resolve") == {"resolve"}
+    assert sorted(p.graph.edges) == [("fetch", "build-api"), ("resolve", "aa-extra"), ("resolve", "fetch")]
+    assert p.has("fetch") and not p.has("test")
+
+
 def test_build_graph_rejects_two_steps_with_one_output():
     with pytest.raises(PlanError) as info:
         build_graph([step("a", outputs=("Containerfile",)), step("b", ("a",), outputs=("log", "Containerfile"))])

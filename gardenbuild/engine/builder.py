@@ -606,7 +606,7 @@ class Builder:
 
     def context(self, step: Step) -> Context:
         tests = None
-        if step.id == "execute-notebook" and "test" in self.plan.graph:
+        if step.id == "execute-notebook" and self.plan.has("test"):
             test = self.plan.step("test").params
             whole = tests_limits(Limits(seconds=test["limits"]["seconds"]), len(test["cases"]))
             tests = {"cases": test["cases"], "seconds": whole.seconds}
@@ -653,9 +653,7 @@ class Builder:
             sweep(self.store, self.backend, self.reporter)
             steps = list(self.plan.steps())
             if until is not None:  # the step and what it needs, no more
-                import networkx as nx
-
-                wanted = {until} | nx.ancestors(self.plan.graph, until)
+                wanted = self.plan.needs(until)
                 steps = [s for s in steps if s.id in wanted]
             for step in steps:
                 started = time.monotonic()

@@ -3,16 +3,21 @@
 Each step's key is a Merkle hash of its kind, its parameters (sorted JSON), the digests
 of its input files and its parents' keys, so a key changes exactly when something that
 can change the step's output changes.
+
+Checking and keying the steps needs only a topological order (the standard library's
+graphlib); the networkx graph of a plan, for the commands that draw or walk it, is made
+when asked for: importing networkx costs 0.1-0.2 s, on the path of every notebook edit.
 """
 
 from __future__ import annotations
 
+import graphlib
 import hashlib
+import heapq
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
-
-import networkx as nx
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from gardenbuild import __version__
 from gardenbuild.card import garden_part
@@ -33,6 +38,9 @@ from gardenbuild.plan.render import (
     runtime_context,
 )
 from gardenbuild.runtime import WEIGHTS_DIR
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 PLATFORM = "x86_64-manylinux_2_36"
 
@@ -138,16 +146,33 @@ IMAGE_NAMES = {"build-env": env_image_name, "build-weights": weights_image_name,
 @dataclass
 class Plan:
     garden: Garden
-    graph: nx.DiGraph = field(compare=False)
+    by_id: Mapping[str, Step] = field(compare=False)  # keyed steps, in build order (see `key_steps`)
     lock_changes: list[str] = field(default_factory=list, compare=False)  # how the garden left its lock
 
     def steps(self) -> Iterator[Step]:
         """Steps in a stable topological order."""
-        for step_id in nx.lexicographical_topological_sort(self.graph, key=lambda s: ORDER.index(s) if s in ORDER else 99):
-            yield self.graph.nodes[step_id]["step"]
+        yield from self.by_id.values()
 
     def step(self, step_id: str) -> Step:
-        return self.graph.nodes[step_id]["step"]
+        return self.by_id[step_id]
+
+    def has(self, step_id: str) -> bool:
+        return step_id in self.by_id
+
+    def needs(self, step_id: str) -> set[str]:
+        """`step_id` and every step it depends on, directly or not."""
+        wanted, todo = set(), [step_id]
+        while todo:
+            current = todo.pop()
+            if current not in wanted:
+                wanted.add(current)
+                todo.extend(self.by_id[current].parents)
+        return wanted
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The plan as a networkx graph (nodes carry their ``step``), for drawing and analysis."""
+        return to_networkx(self.by_id)
 
     def image_of(self, step_id: str) -> str:
         """The tag of the image step `step_id` makes."""
@@ -256,36 +281,66 @@ def _steps(garden: Garden, inputs: Inputs) -> list[Step]:
     ]
 
 
-def build_graph(steps: list[Step]) -> nx.DiGraph:
-    """Link steps by their parents, reject cycles and duplicate outputs, then key them."""
-    graph = nx.DiGraph()
+def _rank(step_id: str) -> int:
+    return ORDER.index(step_id) if step_id in ORDER else len(ORDER)
+
+
+def key_steps(steps: list[Step]) -> dict[str, Step]:
+    """Link steps by their parents, reject duplicate ids and outputs, unknown parents and
+    cycles, then key them; returns id -> keyed step in build order (by `ORDER` among the
+    steps that are ready, then as given)."""
+    by_id: dict[str, Step] = {}
     owners: dict[str, str] = {}
     for step in steps:
-        if step.id in graph:
+        if step.id in by_id:
             raise PlanError(f"two steps share the id '{step.id}'")
         for out in step.outputs:
             if out in owners:
                 raise PlanError(f"steps '{owners[out]}' and '{step.id}' both produce '{out}'")
             owners[out] = step.id
-        graph.add_node(step.id, step=step)
+        by_id[step.id] = step
     for step in steps:
         for parent in step.parents:
-            if parent not in graph:
+            if parent not in by_id:
                 raise PlanError(f"step '{step.id}' depends on unknown step '{parent}'")
-            graph.add_edge(parent, step.id)
-    if not nx.is_directed_acyclic_graph(graph):
-        cycle = " -> ".join(u for u, _ in nx.find_cycle(graph))
-        raise PlanError(f"the build graph has a cycle: {cycle}")
-    keys: dict[str, str] = {}
-    for step_id in nx.topological_sort(graph):
-        keyed = graph.nodes[step_id]["step"].keyed(keys)
-        keys[step_id] = keyed.key
-        graph.nodes[step_id]["step"] = keyed
+    sorter = graphlib.TopologicalSorter({step.id: step.parents for step in steps})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        cycle = exc.args[1][:-1]  # each an immediate predecessor of the next; the first repeats at the end
+        first = min(range(len(cycle)), key=lambda i: list(by_id).index(cycle[i]))
+        raise PlanError(f"the build graph has a cycle: {' -> '.join(cycle[first:] + cycle[:first])}") from None
+    given = {step_id: i for i, step_id in enumerate(by_id)}
+    ready = [(_rank(s), given[s], s) for s in sorter.get_ready()]
+    heapq.heapify(ready)
+    keyed: dict[str, Step] = {}
+    while ready:
+        _, _, step_id = heapq.heappop(ready)
+        keyed[step_id] = by_id[step_id].keyed({p: keyed[p].key for p in by_id[step_id].parents})
+        sorter.done(step_id)
+        for s in sorter.get_ready():
+            heapq.heappush(ready, (_rank(s), given[s], s))
+    return keyed
+
+
+def to_networkx(steps: Mapping[str, Step]) -> nx.DiGraph:
+    """Keyed steps as a networkx graph: an edge from each parent, the step on its node."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    for step in steps.values():
+        graph.add_node(step.id, step=step)
+    graph.add_edges_from((parent, step.id) for step in steps.values() for parent in step.parents)
     return graph
 
 
+def build_graph(steps: list[Step]) -> nx.DiGraph:
+    """`key_steps`, as a networkx graph."""
+    return to_networkx(key_steps(steps))
+
+
 def plan(garden: Garden, inputs: Inputs) -> Plan:
-    return Plan(garden, build_graph(_steps(garden, inputs)))
+    return Plan(garden, key_steps(_steps(garden, inputs)))
 
 
 def to_dot(p: Plan) -> str:
