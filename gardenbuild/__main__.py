@@ -1,5 +1,3 @@
-import sys
+from gardenbuild.cli import run
 
-from gardenbuild.cli import main
-
-sys.exit(main())
+run()

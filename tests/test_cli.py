@@ -297,6 +297,20 @@ def test_module_entry_point_shows_no_traceback(tmp_path, gardens):
                           f"hint: create one with: gardenbuild init {tmp_path} --notebook NOTEBOOK.ipynb\n")
 
 
+def test_the_command_ends_without_teardown_yet_keeps_all_its_output(tmp_path, gardens):
+    """`gardenbuild` ends through end_process: the exit code stays main()'s, and output far
+    bigger than a pipe's buffer arrives whole (the open-file flush)."""
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-m", "gardenbuild", "schema"], capture_output=True, text=True,
+                         check=False, cwd=repo)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout) > 1000 and json.loads(out.stdout)["title"]
+    piped = tmp_path / "schema.json"
+    with piped.open("w") as f:  # a file, not a pipe: block-buffered, so only the flush writes it
+        subprocess.run([sys.executable, "-m", "gardenbuild", "schema"], stdout=f, check=True, cwd=repo)
+    assert piped.read_text() == out.stdout
+
+
 def test_global_flags_may_follow_the_command(gardens, run_cli):
     code, out, err = run_cli("check", str(gardens["solubility"]), "-q")
     assert (code, err) == (0, "")

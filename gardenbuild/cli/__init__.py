@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import NoReturn
 
 from gardenbuild import __version__
 from gardenbuild.cli import build, catalog, consume, hub, login, notebook, publish, serve
@@ -84,5 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def run() -> NoReturn:
+    """The `gardenbuild` command: `main`, then the process ends without tearing down the
+    interpreter (0.1-0.15 s with pydantic, jinja2 and the rest loaded, on every command).
+    atexit handlers still run and open files are flushed (see `end_process`)."""
+    from gardenbuild.runtime.protocol import end_process
+
+    end_process(main())
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
