@@ -482,3 +482,34 @@ def test_images_read_from_storage_are_the_ones_buildah_lists(tmp_path, base_imag
     listed, stored = buildah.images(prefix), buildah.images(prefix, sized=False)
     assert {i["id"]: sorted(i["names"]) for i in stored} == {i["id"]: sorted(i["names"]) for i in listed}
     assert image_id in {i["id"] for i in stored} and all(i["size"] is None for i in stored)
+
+
+def test_run_tries_a_fresh_container_when_buildah_fails_before_the_command_starts(tmp_path, monkeypatch):
+    """buildah's chroot re-exec can fail to seal its memfd copy (EBUSY): nothing ran, so
+    `run` tries again; any other failure, the command's own included, is the result as is."""
+    from gardenbuild.backends import buildah as module
+
+    runs = tmp_path / "runs"
+    fake = tmp_path / "buildah"
+    fake.write_text(f"""#!/bin/sh
+case "$1" in
+  from) echo container ;;
+  rm) ;;
+  run) echo x >> "{runs}"
+       if [ "$(wc -l < "{runs}")" -lt "$FAILS_BEFORE" ]; then
+         echo "Close_Fd sealing memfd copy: Device or resource busy" >&2; echo "Error: exit status 1" >&2; exit 1
+       fi
+       cat; echo " ran" ;;
+esac
+""")
+    fake.chmod(0o755)
+    b = module.Buildah(executable=str(fake))
+    monkeypatch.setenv("FAILS_BEFORE", "3")  # the first two runs fail before starting
+    result = b.run("img", ["cmd"], stdin=b"input", network=None)
+    assert (result.returncode, result.stdout) == (0, b"input ran\n")
+    assert runs.read_text().count("x") == 3
+    runs.unlink()
+    monkeypatch.setenv("FAILS_BEFORE", "9")  # never starts: the last failure is the result
+    result = b.run("img", ["cmd"], network=None)
+    assert result.returncode == 1 and b"sealing memfd copy" in result.stderr
+    assert runs.read_text().count("x") == module.NOT_STARTED_TRIES

@@ -263,6 +263,12 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+#: buildah failing before the command starts: with chroot isolation it runs a copy of itself
+#: from a sealed memfd, and the kernel can refuse the seal for a moment (EBUSY; seen once in
+#: CI, on a pipeline call). Nothing of the command ran, so `run` tries a fresh container.
+NOT_STARTED = re.compile(rb"sealing memfd copy: Device or resource busy")
+NOT_STARTED_TRIES = 3
+
 _BUILDAH_RUN_NOISE = re.compile(rb"(?:subprocess exited (?:with status \d+|on \w+)\n)+Error: exit status \d+\n\Z")
 
 
@@ -496,9 +502,18 @@ class Buildah:
         then says which limit stopped it (``limit``). `devices` are passed through
         (``--device``, a CDI name such as ``nvidia.com/gpu=all`` for the GPUs).
         """
+        for attempt in range(NOT_STARTED_TRIES):
+            result = self._run_once(image, argv, stdin=stdin, env=env, volumes=volumes, workdir=workdir,
+                                    network=network, user=user, limits=limits, pull=pull, devices=devices)
+            if not (result.returncode and not result.stdout and NOT_STARTED.search(result.stderr)):
+                break
+            time.sleep(0.1 * (attempt + 1))  # buildah failed before the command ran: try a fresh container
+        return result
+
+    def _run_once(self, image: str, argv: Sequence[str], *, stdin: bytes | None, **options: Any) -> RunResult:
         start = time.perf_counter()
-        running = self.start(image, argv, stdin=stdin is not None, env=env, volumes=volumes, workdir=workdir,
-                             network=network, user=user, limits=limits, pull=pull, devices=devices)
+        limits = options.get("limits")
+        running = self.start(image, argv, stdin=stdin is not None, **options)
         try:
             proc = running.proc
             limit = None
