@@ -269,6 +269,8 @@ def _stop(proc: subprocess.Popen) -> None:
 NOT_STARTED = re.compile(rb"sealing memfd copy: Device or resource busy")
 NOT_STARTED_TRIES = 3
 
+IMAGE_ID = re.compile(r"[0-9a-f]{64}")
+
 _BUILDAH_RUN_NOISE = re.compile(rb"(?:subprocess exited (?:with status \d+|on \w+)\n)+Error: exit status \d+\n\Z")
 
 
@@ -632,8 +634,8 @@ class Buildah:
     def image_id(self, ref: str) -> str | None:
         """The id of image ``ref``, or None when there is no such image (from local storage
         when it names the image exactly, else from ``buildah inspect``)."""
-        stored = stored_image_id(ref) if "/" in ref.split("@")[0].split(":")[0] or re.fullmatch(r"[0-9a-f]{64}", ref) else None
-        if stored:  # a short name is buildah's to resolve
+        stored = None if _short_name(ref) else stored_image_id(ref)  # a short name is buildah's to resolve
+        if stored:
             return stored
         self.require()
         argv = [self.executable, "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref]
@@ -705,7 +707,7 @@ class Buildah:
             argv += ["--authfile", str(authfile)]
         self.require()
         lines = stream([*argv, ref], reporter=self.reporter, what="buildah pull", hint=BUILDAH_HINT)
-        ids = [line.strip() for line in lines if re.fullmatch(r"[0-9a-f]{64}", line.strip())]
+        ids = [line.strip() for line in lines if IMAGE_ID.fullmatch(line.strip())]
         if not ids:
             raise CommandError(f"buildah pull {ref} printed no image id", [*argv, ref], "\n".join(lines[-5:]))
         return ids[-1]
@@ -855,13 +857,18 @@ def image_in_storage(image_id: str, name: str | None = None) -> bool | None:
     return False
 
 
+def _short_name(ref: str) -> bool:
+    """A name with no registry or repository path (``python:3.11``), not an image id."""
+    return "/" not in ref.partition("@")[0] and not IMAGE_ID.fullmatch(ref)
+
+
 def stored_image_id(ref: str) -> str | None:
     """The id of the image `ref` (a name, an id, or name@digest) in local storage; None if unknown."""
     images = _stored_images()
     if images is None:
         return None
     name, _, digest = ref.partition("@")
-    names = {name, f"localhost/{name}"} if "/" not in name.split(":")[0] else {name}
+    names = {name, f"localhost/{name}"} if _short_name(ref) else {name}
     for image in images:
         if image.get("id") == ref:
             return ref
@@ -878,7 +885,7 @@ def stored_digest(ref: str) -> str | None:
     list's own "digest" field can be an older one, for an image pulled back after a push).
     None if absent or unknown."""
     image_id = stored_image_id(ref)
-    if image_id is None or not re.fullmatch(r"[0-9a-f]{64}", image_id):
+    if image_id is None or not IMAGE_ID.fullmatch(image_id):
         return None
     try:
         manifest = (_storage_images_json().parent / image_id / "manifest").read_bytes()
@@ -892,7 +899,7 @@ def stored_labels(image_id: str) -> dict[str, str] | None:
     file containers/storage names ``=base64("sha256:<id>")``); None if it cannot be read."""
     import base64
 
-    if os.geteuid() != 0 or not re.fullmatch(r"[0-9a-f]{64}", image_id):
+    if os.geteuid() != 0 or not IMAGE_ID.fullmatch(image_id):
         return None
     key = base64.b64encode(f"sha256:{image_id}".encode()).decode()
     try:

@@ -303,14 +303,14 @@ def key_steps(steps: list[Step]) -> dict[str, Step]:
         for parent in step.parents:
             if parent not in by_id:
                 raise PlanError(f"step '{step.id}' depends on unknown step '{parent}'")
+    given = {step_id: i for i, step_id in enumerate(by_id)}
     sorter = graphlib.TopologicalSorter({step.id: step.parents for step in steps})
     try:
         sorter.prepare()
     except graphlib.CycleError as exc:
         cycle = exc.args[1][:-1]  # each an immediate predecessor of the next; the first repeats at the end
-        first = min(range(len(cycle)), key=lambda i: list(by_id).index(cycle[i]))
+        first = min(range(len(cycle)), key=lambda i: given[cycle[i]])
         raise PlanError(f"the build graph has a cycle: {' -> '.join(cycle[first:] + cycle[:first])}") from None
-    given = {step_id: i for i, step_id in enumerate(by_id)}
     ready = [(_rank(s), given[s], s) for s in sorter.get_ready()]
     heapq.heapify(ready)
     keyed: dict[str, Step] = {}
